@@ -1,0 +1,64 @@
+/// Why a build failed. [`BuilderError::is_transient`] decides between retrying (nak) and
+/// recording a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BuilderError {
+    /// The request or its spec cannot be built (bad spec, bad reference).
+    #[error("invalid build request: {reason}")]
+    InvalidRequest {
+        /// Why.
+        reason: String,
+    },
+    /// The base image is not usable.
+    #[error("base image {reference}: {reason}")]
+    Base {
+        /// Base reference.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// A Git source could not be fetched or read.
+    #[error("git source {url} at {commit}: {reason}")]
+    Git {
+        /// Repository.
+        url: String,
+        /// Commit.
+        commit: String,
+        /// Why.
+        reason: String,
+        /// Whether retrying may help (network) or not (commit missing).
+        transient: bool,
+    },
+    /// Registry I/O failed.
+    #[error("registry operation failed")]
+    Registry(#[from] rebake_oci::OciError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] rebake_bus::BusError),
+}
+
+impl BuilderError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BuilderError::InvalidRequest { .. } | BuilderError::Base { .. } => false,
+            BuilderError::Git { transient, .. } => *transient,
+            BuilderError::Registry(error) => error.is_transient(),
+            BuilderError::Bus(error) => error.is_transient(),
+        }
+    }
+
+    /// The message with its causes, for records and events.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// Result with [`BuilderError`].
+pub type Result<T, E = BuilderError> = std::result::Result<T, E>;

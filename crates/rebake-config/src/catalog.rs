@@ -1,0 +1,430 @@
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
+
+use rebake_events::ImageName;
+
+use crate::{ConfigError, Result};
+
+/// One image, as written in one YAML file of the catalog directory.
+///
+/// ```yaml
+/// name: app                                  # catalog name: [a-z0-9_-] segments, '/'-separated
+/// base: registry.example:5000/base:v1        # tracked tag, or `scratch`
+/// sources:                                   # Git trees copied into the image
+///   - url: https://git.example/octo/app.git  # anything `git` can fetch (a path works too)
+///     ref: main                              # branch (tracked)
+///     path: site                             # subdirectory of the repository, default: all of it
+///     dest: /srv/app                         # where it lands in the image, default /
+///     repo: github.com/octo/app              # identity webhooks use, default: derived from url
+/// config:                                    # OCI image config
+///   entrypoint: ["/srv/app/run"]
+///   cmd: []
+///   env: { MODE: prod }
+///   user: "1000"
+///   workdir: /srv/app
+///   labels: { team: web }
+///   ports: ["8080/tcp"]
+/// publish:
+///   repository: registry.example:5000/apps/app
+///   tags: [latest]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Catalog name.
+    pub name: ImageName,
+    /// Base image reference (a tag to track), or `scratch`.
+    pub base: String,
+    /// Git sources.
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
+    /// Image config.
+    #[serde(default)]
+    pub config: ImageConfigSpec,
+    /// Where the image is published.
+    pub publish: PublishSpec,
+}
+
+/// A Git source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Repository URL or path.
+    pub url: String,
+    /// Branch to track.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// Subdirectory of the repository to copy (default: the whole tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Destination directory in the image (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    /// Identity webhooks name this repository by (`github.com/octo/app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+impl SourceSpec {
+    /// The identity events about this repository carry.
+    pub fn identity(&self) -> String {
+        self.repo
+            .as_deref()
+            .map(normalise_git_identity)
+            .unwrap_or_else(|| normalise_git_identity(&self.url))
+    }
+}
+
+/// Normalises a Git URL or identity to `host/path` (no scheme, user, `.git` or trailing
+/// slash; lowercase), so `https://github.com/Octo/App.git` and `git@github.com:octo/app`
+/// both become `github.com/octo/app`. Local paths stay paths.
+pub fn normalise_git_identity(url: &str) -> String {
+    let mut rest = url.trim();
+    if let Some((_, after)) = rest.split_once("://") {
+        rest = after;
+    } else if let Some((user_host, path)) = rest.split_once(':')
+        && user_host.contains('@')
+        && !path.starts_with('/')
+    {
+        // scp-like `git@host:path`
+        let host = user_host.rsplit('@').next().unwrap_or(user_host);
+        return normalise_git_identity(&format!("{host}/{path}"));
+    }
+    if let Some((_, after)) = rest.split_once('@')
+        && !after.contains('@')
+        && rest.find('@') < rest.find('/')
+    {
+        rest = after;
+    }
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix(".git").unwrap_or(rest);
+    rest.to_ascii_lowercase()
+}
+
+/// `config:` of an image spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfigSpec {
+    /// Entrypoint (replaces the base's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Cmd (replaces the base's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// Environment added to (and overriding) the base's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Labels added to the base's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Exposed ports (`8080/tcp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+}
+
+/// `publish:` of an image spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSpec {
+    /// Repository with registry, no tag (`registry.example:5000/apps/app`).
+    pub repository: String,
+    /// Tags moved to each new image (default `latest`).
+    #[serde(default = "default_tags")]
+    pub tags: Vec<String>,
+}
+
+fn default_tags() -> Vec<String> {
+    vec!["latest".to_string()]
+}
+
+impl ImageSpec {
+    /// Whether the image starts from nothing.
+    pub fn is_scratch(&self) -> bool {
+        self.base == "scratch"
+    }
+
+    /// The base as `registry/repository:tag` (tag defaults to `latest`), when it is a
+    /// tracked tag (not scratch, not pinned by digest).
+    pub fn base_tag_ref(&self) -> Option<String> {
+        if self.is_scratch() || self.base.contains('@') {
+            return None;
+        }
+        Some(with_default_tag(&self.base))
+    }
+
+    /// Every `registry/repository:tag` this image is published under.
+    pub fn published_tag_refs(&self) -> Vec<String> {
+        self.publish
+            .tags
+            .iter()
+            .map(|tag| format!("{}:{tag}", self.publish.repository))
+            .collect()
+    }
+
+    /// Canonical JSON of the spec (sorted maps), part of the inputs hash.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("an image spec always serialises to JSON")
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let key = |field: &str| format!("{}: {field}", path.display());
+        if self.base.trim().is_empty() {
+            return Err(ConfigError::invalid(&key("base"), "empty; use `scratch` for no base"));
+        }
+        let repository = &self.publish.repository;
+        if repository.contains('@')
+            || repository.rsplit('/').next().is_some_and(|last| last.contains(':'))
+            || !repository.contains('/')
+        {
+            return Err(ConfigError::invalid(
+                &key("publish.repository"),
+                format!("{repository:?} must be registry/path without tag or digest"),
+            ));
+        }
+        if self.publish.tags.is_empty() {
+            return Err(ConfigError::invalid(&key("publish.tags"), "at least one tag is needed"));
+        }
+        for source in &self.sources {
+            if source.url.is_empty() || source.ref_name.is_empty() {
+                return Err(ConfigError::invalid(&key("sources"), "each source needs url and ref"));
+            }
+            if let Some(dest) = &source.dest
+                && !dest.starts_with('/')
+            {
+                return Err(ConfigError::invalid(
+                    &key("sources.dest"),
+                    format!("{dest:?} must be absolute"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends `:latest` when a reference has no tag.
+fn with_default_tag(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+/// Every image spec, with the dependency graph between them.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    images: BTreeMap<ImageName, ImageSpec>,
+    files: BTreeMap<ImageName, PathBuf>,
+    parent: BTreeMap<ImageName, ImageName>,
+    children: BTreeMap<ImageName, Vec<ImageName>>,
+}
+
+impl Catalog {
+    /// Reads every `*.yaml`/`*.yml` file of `dir` (one image each).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+            .collect();
+        paths.sort();
+        let mut specs = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let spec: ImageSpec = serde_yaml::from_str(&text).map_err(|error| ConfigError::parse(&path, error))?;
+            spec.validate(&path)?;
+            specs.push((path, spec));
+        }
+        Self::from_specs(specs)
+    }
+
+    /// Builds a catalog from specs already parsed (`path` is for error messages).
+    pub fn from_specs(specs: Vec<(PathBuf, ImageSpec)>) -> Result<Self> {
+        let mut catalog = Catalog::default();
+        for (path, spec) in specs {
+            if let Some(other) = catalog.files.get(&spec.name) {
+                return Err(ConfigError::invalid(
+                    &format!("{}: name", path.display()),
+                    format!("image {} is already defined in {}", spec.name, other.display()),
+                ));
+            }
+            catalog.files.insert(spec.name.clone(), path);
+            catalog.images.insert(spec.name.clone(), spec);
+        }
+        let mut publisher_of: HashMap<String, ImageName> = HashMap::new();
+        for spec in catalog.images.values() {
+            for tag_ref in spec.published_tag_refs() {
+                publisher_of.insert(tag_ref, spec.name.clone());
+            }
+        }
+        for spec in catalog.images.values() {
+            if let Some(base) = spec.base_tag_ref()
+                && let Some(parent) = publisher_of.get(&base)
+            {
+                catalog.parent.insert(spec.name.clone(), parent.clone());
+                catalog
+                    .children
+                    .entry(parent.clone())
+                    .or_default()
+                    .push(spec.name.clone());
+            }
+        }
+        catalog.check_cycles()?;
+        Ok(catalog)
+    }
+
+    fn check_cycles(&self) -> Result<()> {
+        for start in self.images.keys() {
+            let mut path = vec![start.clone()];
+            let mut current = start;
+            while let Some(parent) = self.parent.get(current) {
+                if let Some(position) = path.iter().position(|seen| seen == parent) {
+                    let mut cycle: Vec<String> = path[position..].iter().rev().map(ToString::to_string).collect();
+                    cycle.push(cycle[0].clone());
+                    return Err(ConfigError::Cycle {
+                        cycle: cycle.join(" -> "),
+                    });
+                }
+                path.push(parent.clone());
+                current = parent;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every image, by name.
+    pub fn images(&self) -> impl Iterator<Item = &ImageSpec> {
+        self.images.values()
+    }
+
+    /// One image.
+    pub fn get(&self, name: &ImageName) -> Option<&ImageSpec> {
+        self.images.get(name)
+    }
+
+    /// The catalog image this one is built on, if any.
+    pub fn parent(&self, name: &ImageName) -> Option<&ImageName> {
+        self.parent.get(name)
+    }
+
+    /// The catalog images built on this one.
+    pub fn children(&self, name: &ImageName) -> &[ImageName] {
+        self.children.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every ancestor, nearest first.
+    pub fn ancestors(&self, name: &ImageName) -> Vec<ImageName> {
+        let mut out = Vec::new();
+        let mut current = name;
+        while let Some(parent) = self.parent.get(current) {
+            out.push(parent.clone());
+            current = parent;
+        }
+        out
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+
+    #[test]
+    fn loads_and_links_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "app.yaml",
+            "name: app\nbase: reg:5000/base:v1\npublish:\n  repository: reg:5000/apps/app\n",
+        );
+        write(
+            dir.path(),
+            "child.yaml",
+            "name: child\nbase: reg:5000/apps/app\npublish:\n  repository: reg:5000/apps/child\n  tags: [v1]\n",
+        );
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let app = ImageName::new("app").unwrap();
+        let child = ImageName::new("child").unwrap();
+        assert_eq!(catalog.parent(&child), Some(&app));
+        assert_eq!(catalog.children(&app), std::slice::from_ref(&child));
+        assert_eq!(catalog.ancestors(&child), vec![app]);
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "app.yaml",
+            "name: app\nbase: scratch\nbuild_args: {}\npublish:\n  repository: reg/apps/app\n",
+        );
+        let error = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("app.yaml:3:"), "{error}");
+        assert!(error.contains("build_args"), "{error}");
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.yaml",
+            "name: a\nbase: reg/b:latest\npublish:\n  repository: reg/a\n",
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            "name: b\nbase: reg/a\npublish:\n  repository: reg/b\n",
+        );
+        let error = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("a -> b -> a") || error.contains("b -> a -> b"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn git_identities() {
+        assert_eq!(
+            normalise_git_identity("https://github.com/Octo/App.git"),
+            "github.com/octo/app"
+        );
+        assert_eq!(
+            normalise_git_identity("git@github.com:octo/app.git"),
+            "github.com/octo/app"
+        );
+        assert_eq!(
+            normalise_git_identity("https://user@git.example/x/y/"),
+            "git.example/x/y"
+        );
+        assert_eq!(normalise_git_identity("/srv/git/app.git"), "/srv/git/app");
+    }
+}

@@ -1,0 +1,518 @@
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{ConfigError, Result, Secret, parse_duration};
+
+/// Environment variables that override single keys of the file, with the key each sets.
+/// Values are parsed as YAML scalars (so `REBAKE_BUILDER_WORKERS=4` is a number).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("REBAKE_NATS_URL", "nats.url"),
+    ("REBAKE_NATS_PREFIX", "nats.prefix"),
+    ("REBAKE_CATALOG_DIR", "catalog.dir"),
+    ("REBAKE_INGRESS_LISTEN", "ingress.listen"),
+    ("REBAKE_INGRESS_MAX_BODY_BYTES", "ingress.max_body_bytes"),
+    ("REBAKE_RESOLVER_RESYNC_INTERVAL", "resolver.resync_interval"),
+    ("REBAKE_BUILDER_WORKERS", "builder.workers"),
+    ("REBAKE_BUILDER_WORK_DIR", "builder.work_dir"),
+    ("REBAKE_BUILDER_STAGING_PREFIX", "builder.staging_prefix"),
+    ("REBAKE_SCANNER_MAX_IMAGE_SIZE_BYTES", "scanner.max_image_size_bytes"),
+    ("REBAKE_CONTROL_LISTEN", "control.listen"),
+    ("REBAKE_SHUTDOWN_GRACE", "shutdown_grace"),
+];
+
+// === raw, as written ===
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    #[serde(default)]
+    nats: RawNats,
+    #[serde(default)]
+    registries: RawRegistries,
+    #[serde(default)]
+    catalog: RawCatalog,
+    #[serde(default)]
+    queues: RawQueues,
+    #[serde(default)]
+    ingress: RawIngress,
+    #[serde(default)]
+    resolver: RawResolver,
+    #[serde(default)]
+    builder: RawBuilder,
+    #[serde(default)]
+    scanner: RawScanner,
+    #[serde(default)]
+    signer: RawSigner,
+    #[serde(default)]
+    control: RawControl,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    url: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistries {
+    #[serde(default)]
+    plain_http: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueues {
+    ack_wait: Option<String>,
+    max_deliver: Option<i64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngress {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    distribution: RawDistribution,
+    #[serde(default)]
+    github: RawGithub,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDistribution {
+    token: Option<Secret>,
+    registry_host: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    secret: Option<Secret>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResolver {
+    resync_interval: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuilder {
+    workers: Option<usize>,
+    work_dir: Option<PathBuf>,
+    staging_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScanner {
+    max_image_size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    key: Option<Secret>,
+    password: Option<Secret>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    listen: Option<String>,
+}
+
+// === validated ===
+
+/// The whole validated configuration. Secrets are read when the service that needs them
+/// starts, not here, so `rebake serve resolver` never needs the signing key.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// NATS connection and naming.
+    pub nats: NatsConfig,
+    /// How registries are reached.
+    pub registries: RegistriesConfig,
+    /// Directory of image specs.
+    pub catalog_dir: PathBuf,
+    /// Work queue behaviour.
+    pub queues: QueueConfig,
+    /// Webhook receiver.
+    pub ingress: IngressConfig,
+    /// Planner.
+    pub resolver: ResolverConfig,
+    /// Build workers.
+    pub builder: BuilderConfig,
+    /// Scanner stage.
+    pub scanner: ScannerConfig,
+    /// Signer/publisher.
+    pub signer: SignerConfig,
+    /// Control API.
+    pub control: ControlConfig,
+    /// How long in-flight work may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// `nats:`.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// Server URL, default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Prefix of every subject, stream and bucket, default `rebake`.
+    pub prefix: String,
+}
+
+/// `registries:`.
+#[derive(Debug, Clone, Default)]
+pub struct RegistriesConfig {
+    /// Registry hosts (`host:port`) reached over plain HTTP; all others use HTTPS.
+    pub plain_http: Vec<String>,
+}
+
+/// `queues:`.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// How long a worker holds a message before JetStream redelivers it (workers send
+    /// in-progress heartbeats while working), default 30s.
+    pub ack_wait: Duration,
+    /// Deliveries before a message goes to the dead-letter stream, default 5.
+    pub max_deliver: i64,
+}
+
+/// `ingress:`.
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    /// HTTP listen address, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted body, default 5 MiB.
+    pub max_body_bytes: usize,
+    /// Token the registry sends as `Authorization: Bearer <token>` (required to accept
+    /// distribution notifications).
+    pub distribution_token: Option<Secret>,
+    /// Registry host to record for distribution notifications instead of the `request.host`
+    /// the registry reports.
+    pub distribution_registry_host: Option<String>,
+    /// GitHub webhook secret (required to accept GitHub pushes).
+    pub github_secret: Option<Secret>,
+}
+
+/// `resolver:`.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// How often every image is looked at again, re-reading upstream state, default 5m.
+    pub resync_interval: Duration,
+}
+
+/// `builder:`.
+#[derive(Debug, Clone)]
+pub struct BuilderConfig {
+    /// Concurrent builds in this process, default 2.
+    pub workers: usize,
+    /// Git mirrors and scratch space, default `$TMPDIR/rebake-builder`.
+    pub work_dir: PathBuf,
+    /// Repository prefix of staged images, default `rebake-staging` (so `app` is staged at
+    /// `<publish registry>/rebake-staging/app`).
+    pub staging_prefix: String,
+}
+
+/// `scanner:`.
+#[derive(Debug, Clone)]
+pub struct ScannerConfig {
+    /// Largest image (config + compressed layers) allowed to publish, default 2 GiB.
+    pub max_image_size_bytes: u64,
+}
+
+/// `signer:`.
+#[derive(Debug, Clone)]
+pub struct SignerConfig {
+    /// ECDSA P-256 private key (PKCS#8 PEM, or cosign's encrypted PEM with `password`).
+    pub key: Option<Secret>,
+    /// Password of an encrypted key.
+    pub password: Option<Secret>,
+}
+
+/// `control:`.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// gRPC listen address, default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Loads the file at `path`, applying overrides from `env`.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::from_yaml(&text, path, env)?;
+        // Relative catalog paths are relative to the config file.
+        if config.catalog_dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            config.catalog_dir = parent.join(&config.catalog_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses YAML text (`path` is only used in error messages).
+    pub fn from_yaml(text: &str, path: &Path, env: &HashMap<String, String>) -> Result<Self> {
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|error| ConfigError::parse(path, error))?;
+        if value.is_null() {
+            value = serde_yaml::Value::Mapping(Default::default());
+        }
+        apply_env_overrides(&mut value, env)?;
+        // Round-trip through text so errors keep line numbers for what came from the file.
+        let raw: RawConfig = if env_overrides_present(env) {
+            serde_yaml::from_value(value).map_err(|error| ConfigError::parse(path, error))?
+        } else {
+            serde_yaml::from_str(text).map_err(|error| ConfigError::parse(path, error))?
+        };
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self> {
+        if raw.version != 1 {
+            return Err(ConfigError::invalid(
+                "version",
+                format!("unsupported version {}, expected 1", raw.version),
+            ));
+        }
+        let duration = |key: &str, text: Option<String>, default: Duration| -> Result<Duration> {
+            match text {
+                None => Ok(default),
+                Some(text) => parse_duration(&text)
+                    .ok_or_else(|| ConfigError::invalid(key, format!("{text:?} is not a duration like 30s, 5m, 1h"))),
+            }
+        };
+        let addr = |key: &str, text: Option<String>, default: &str| -> Result<SocketAddr> {
+            let text = text.unwrap_or_else(|| default.to_string());
+            text.parse()
+                .map_err(|_| ConfigError::invalid(key, format!("{text:?} is not an address like 127.0.0.1:8080")))
+        };
+        let prefix = raw.nats.prefix.unwrap_or_else(|| "rebake".to_string());
+        rebake_events::Names::new(prefix.clone())
+            .map_err(|error| ConfigError::invalid("nats.prefix", error.to_string()))?;
+        let max_deliver = raw.queues.max_deliver.unwrap_or(5);
+        if max_deliver < 1 {
+            return Err(ConfigError::invalid("queues.max_deliver", "must be at least 1"));
+        }
+        let workers = raw.builder.workers.unwrap_or(2);
+        if workers == 0 {
+            return Err(ConfigError::invalid("builder.workers", "must be at least 1"));
+        }
+        let ack_wait = duration("queues.ack_wait", raw.queues.ack_wait, Duration::from_secs(30))?;
+        if ack_wait < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("queues.ack_wait", "must be at least 1s"));
+        }
+        let resync_interval = duration(
+            "resolver.resync_interval",
+            raw.resolver.resync_interval,
+            Duration::from_secs(300),
+        )?;
+        if resync_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("resolver.resync_interval", "must be at least 1s"));
+        }
+        let staging_prefix = raw
+            .builder
+            .staging_prefix
+            .unwrap_or_else(|| "rebake-staging".to_string());
+        if staging_prefix.is_empty()
+            || !staging_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_./".contains(&b))
+        {
+            return Err(ConfigError::invalid(
+                "builder.staging_prefix",
+                "use a lowercase repository path",
+            ));
+        }
+        Ok(Config {
+            nats: NatsConfig {
+                url: raw.nats.url.unwrap_or_else(|| "nats://127.0.0.1:4222".to_string()),
+                prefix,
+            },
+            registries: RegistriesConfig {
+                plain_http: raw.registries.plain_http,
+            },
+            catalog_dir: raw.catalog.dir.unwrap_or_else(|| PathBuf::from("images")),
+            queues: QueueConfig { ack_wait, max_deliver },
+            ingress: IngressConfig {
+                listen: addr("ingress.listen", raw.ingress.listen, "127.0.0.1:8080")?,
+                max_body_bytes: raw.ingress.max_body_bytes.unwrap_or(5 * 1024 * 1024),
+                distribution_token: raw.ingress.distribution.token,
+                distribution_registry_host: raw.ingress.distribution.registry_host,
+                github_secret: raw.ingress.github.secret,
+            },
+            resolver: ResolverConfig { resync_interval },
+            builder: BuilderConfig {
+                workers,
+                work_dir: raw
+                    .builder
+                    .work_dir
+                    .unwrap_or_else(|| std::env::temp_dir().join("rebake-builder")),
+                staging_prefix,
+            },
+            scanner: ScannerConfig {
+                max_image_size_bytes: raw.scanner.max_image_size_bytes.unwrap_or(2 * 1024 * 1024 * 1024),
+            },
+            signer: SignerConfig {
+                key: raw.signer.key,
+                password: raw.signer.password,
+            },
+            control: ControlConfig {
+                listen: addr("control.listen", raw.control.listen, "127.0.0.1:9090")?,
+            },
+            shutdown_grace: duration("shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
+        })
+    }
+}
+
+fn env_overrides_present(env: &HashMap<String, String>) -> bool {
+    ENV_OVERRIDES.iter().any(|(var, _)| env.contains_key(*var))
+}
+
+fn apply_env_overrides(value: &mut serde_yaml::Value, env: &HashMap<String, String>) -> Result<()> {
+    for (var, key) in ENV_OVERRIDES {
+        let Some(text) = env.get(*var) else { continue };
+        let scalar: serde_yaml::Value = serde_yaml::from_str(text).map_err(|error| ConfigError::Env {
+            var: var.to_string(),
+            reason: error.to_string(),
+        })?;
+        let mut node = &mut *value;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (index, part) in parts.iter().enumerate() {
+            let serde_yaml::Value::Mapping(map) = node else {
+                return Err(ConfigError::Env {
+                    var: var.to_string(),
+                    reason: format!("{key} is not a mapping in the file"),
+                });
+            };
+            let part_key = serde_yaml::Value::String(part.to_string());
+            if index + 1 == parts.len() {
+                map.insert(part_key, scalar.clone());
+                break;
+            }
+            node = map
+                .entry(part_key)
+                .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+            if node.is_null() {
+                *node = serde_yaml::Value::Mapping(Default::default());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_yaml(text, Path::new("rebake.yaml"), &env)
+    }
+
+    #[test]
+    fn defaults() {
+        let config = load("version: 1\n", &[]).unwrap();
+        assert_eq!(config.nats.prefix, "rebake");
+        assert_eq!(config.resolver.resync_interval, Duration::from_secs(300));
+        assert_eq!(config.ingress.max_body_bytes, 5 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let error = load("version: 1\nnats:\n  url: nats://x\n  prefx: y\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("prefx"), "{error}");
+        assert!(error.starts_with("rebake.yaml:4:"), "{error}");
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let config = load(
+            "version: 1\nbuilder:\n  workers: 1\n",
+            &[
+                ("REBAKE_BUILDER_WORKERS", "4"),
+                ("REBAKE_NATS_PREFIX", "t1"),
+                ("REBAKE_RESOLVER_RESYNC_INTERVAL", "10s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.builder.workers, 4);
+        assert_eq!(config.nats.prefix, "t1");
+        assert_eq!(config.resolver.resync_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let error = load("version: 1\nresolver:\n  resync_interval: soon\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("resolver.resync_interval"), "{error}");
+        let error = load("version: 1\ningress:\n  listen: nowhere\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ingress.listen"), "{error}");
+        let error = load("version: 2\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("version"), "{error}");
+        let error = load("version: 1\nnats:\n  prefix: Bad.Prefix\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nats.prefix"), "{error}");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_in_debug() {
+        let config = load("version: 1\ningress:\n  github:\n    secret: { value: hunter2 }\n", &[]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_maps_with_one_source() {
+        let env = HashMap::from([("TOKEN".to_string(), "t0k".to_string())]);
+        let config = Config::from_yaml(
+            "version: 1\ningress:\n  distribution:\n    token: { env: TOKEN }\n",
+            Path::new("x.yaml"),
+            &env,
+        )
+        .unwrap();
+        let token = config.ingress.distribution_token.unwrap();
+        assert_eq!(token.read("ingress.distribution.token", &env).unwrap(), b"t0k");
+        let error = Config::from_yaml(
+            "version: 1\ningress:\n  distribution:\n    token: { env: A, value: b }\n",
+            Path::new("x.yaml"),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("exactly one"), "{error}");
+        let missing = Secret::Env("NOPE".into())
+            .read("signer.key", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("NOPE") && missing.contains("signer.key"), "{missing}");
+    }
+}

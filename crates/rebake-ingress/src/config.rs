@@ -1,0 +1,85 @@
+use std::fmt;
+
+/// Default for [`IngressSettings::max_body_bytes`]: 5 MiB (GitHub pushes with many commits
+/// are the largest bodies we expect).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// What the webhook receiver needs to know, with secrets already read.
+///
+/// A sender without configured credentials is refused (503), never accepted unauthenticated;
+/// an empty token or secret counts as not configured.
+#[derive(Clone)]
+pub struct IngressSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Bearer token the distribution registry sends (`Authorization: Bearer <token>`).
+    pub distribution_token: Option<Vec<u8>>,
+    /// Registry host to record for distribution events (e.g. `registry.example.com`); when
+    /// unset, the `request.host` the registry reports in each event is used.
+    pub distribution_registry_host: Option<String>,
+    /// Secret GitHub signs deliveries with (`X-Hub-Signature-256`).
+    pub github_secret: Option<Vec<u8>>,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            distribution_token: None,
+            distribution_registry_host: None,
+            github_secret: None,
+        }
+    }
+}
+
+impl fmt::Debug for IngressSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<Vec<u8>>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("IngressSettings")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("distribution_token", &redacted(&self.distribution_token))
+            .field("distribution_registry_host", &self.distribution_registry_host)
+            .field("github_secret", &redacted(&self.github_secret))
+            .finish()
+    }
+}
+
+impl IngressSettings {
+    /// The distribution token, when one is configured and non-empty.
+    pub(crate) fn distribution_token(&self) -> Option<&[u8]> {
+        self.distribution_token.as_deref().filter(|token| !token.is_empty())
+    }
+
+    /// The GitHub secret, when one is configured and non-empty.
+    pub(crate) fn github_secret(&self) -> Option<&[u8]> {
+        self.github_secret.as_deref().filter(|secret| !secret.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let settings = IngressSettings {
+            distribution_token: Some(b"hunter2".to_vec()),
+            github_secret: Some(b"swordfish".to_vec()),
+            ..IngressSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn empty_secrets_count_as_unset() {
+        let settings = IngressSettings {
+            distribution_token: Some(Vec::new()),
+            github_secret: Some(Vec::new()),
+            ..IngressSettings::default()
+        };
+        assert!(settings.distribution_token().is_none());
+        assert!(settings.github_secret().is_none());
+    }
+}

@@ -1,0 +1,15 @@
+/// Failures of the ingress service as a whole (not of one webhook: those are answered with
+/// an HTTP status and never end the service).
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    /// The HTTP server stopped with an I/O error (the listener failed).
+    #[error("failed to serve webhooks")]
+    Serve {
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with [`IngressError`].
+pub type Result<T, E = IngressError> = std::result::Result<T, E>;

@@ -1,0 +1,188 @@
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, FromRequest, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::{IngressSettings, UpstreamSink, distribution, github, rejection::Rejection};
+
+/// CloudEvents `source` of every event ingress publishes.
+pub(crate) const CE_SOURCE: &str = "/rebake/ingress";
+
+/// Longest a request may take, body upload and JetStream ack included. A request cut off
+/// gets 503: the sender retries, and de-duplication makes the retry harmless.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the CNCF distribution (Docker registry) notification endpoint.
+pub const DISTRIBUTION_PATH: &str = "/v1/hooks/registry/distribution";
+/// Path of the GitHub webhook endpoint.
+pub const GITHUB_PATH: &str = "/v1/hooks/git/github";
+
+/// What every handler shares.
+pub(crate) struct AppState<S> {
+    pub(crate) sink: Arc<S>,
+    pub(crate) settings: Arc<IngressSettings>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: Arc::clone(&self.sink),
+            settings: Arc::clone(&self.settings),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+impl<S: UpstreamSink> AppState<S> {
+    /// Refuses intake while shutting down or while the bus is unreachable, before any
+    /// work is done: the sender will retry.
+    pub(crate) fn gate(&self) -> Result<(), Rejection> {
+        if self.shutdown.is_cancelled() {
+            return Err(Rejection::Unavailable("shutting down".to_string()));
+        }
+        if !self.sink.is_ready() {
+            return Err(Rejection::Unavailable("event bus unavailable".to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// The ingress HTTP routes:
+///
+/// - `POST /v1/hooks/registry/distribution`: CNCF distribution notifications (bearer token);
+/// - `POST /v1/hooks/git/github`: GitHub webhooks (`X-Hub-Signature-256`);
+/// - `GET /healthz`: 200 while the process runs;
+/// - `GET /readyz`: 200 while `sink` is ready and `shutdown` is not cancelled, else 503.
+///
+/// A webhook gets a 2xx only after every event it carried was acknowledged by `sink`.
+/// Once `shutdown` is cancelled, new webhooks get 503 while in-flight ones finish.
+pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown: CancellationToken) -> Router {
+    let max_body_bytes = settings.max_body_bytes;
+    let state = AppState {
+        sink,
+        settings: Arc::new(settings),
+        shutdown,
+    };
+    Router::new()
+        .route(DISTRIBUTION_PATH, post(distribution::receive::<S>))
+        .route(GITHUB_PATH, post(github::receive::<S>))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz<S: UpstreamSink>(State(state): State<AppState<S>>) -> impl IntoResponse {
+    match state.gate() {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Reads the whole body, honouring the router's body limit.
+pub(crate) async fn read_body(request: Request) -> Result<Bytes, Rejection> {
+    match Bytes::from_request(request, &()).await {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Rejection::PayloadTooLarge),
+        Err(rejection) => Err(Rejection::BadRequest(format!(
+            "failed to read request body: {}",
+            rejection.body_text()
+        ))),
+    }
+}
+
+/// The media type of the request (`Content-Type` without parameters, lowercased).
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// A header's value as text, when present and visible ASCII.
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+}
+
+/// The caller's W3C `traceparent`, so the trace continues from the sender when it sent one.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<String> {
+    header_text(headers, "traceparent")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use crate::testing::{FakeSink, send, settings};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn healthz_is_always_ok() {
+        let sink = FakeSink::new();
+        sink.set_ready(false);
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let app = router(sink, settings(), shutdown);
+        let (status, _, _) = send(app, Method::GET, "/healthz", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_sink_and_shutdown() {
+        let sink = FakeSink::new();
+        let shutdown = CancellationToken::new();
+        let app = router(Arc::clone(&sink), settings(), shutdown.clone());
+
+        let (status, _, _) = send(app.clone(), Method::GET, "/readyz", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+
+        sink.set_ready(false);
+        let (status, _, body) = send(app.clone(), Method::GET, "/readyz", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "event bus unavailable");
+
+        sink.set_ready(true);
+        shutdown.cancel();
+        let (status, _, body) = send(app, Method::GET, "/readyz", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "shutting down");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_not_found() {
+        let app = router(FakeSink::new(), settings(), CancellationToken::new());
+        let (status, _, _) = send(app, Method::POST, "/v1/hooks/nope", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn media_type_drops_parameters() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        assert_eq!(media_type(&headers).as_deref(), Some("application/json"));
+        assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,354 @@
+//! Deterministic layer tarballs.
+//!
+//! [`build_layer`] turns a list of entries into a gzip-compressed tar whose bytes depend
+//! only on the entries and the given mtime: entries are sorted, parents are added,
+//! ownership and modes are normalised, GNU headers carry no atime/ctime, and gzip is
+//! written with mtime 0, no file name and a fixed level. The compressed digest is stable
+//! for a given `flate2`/`miniz_oxide` version; the `diff_id` (hash of the tar) is stable
+//! regardless.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::{Compression, GzBuilder};
+use sha2::{Digest as _, Sha256};
+use tar::{EntryType, Header};
+
+use crate::error::{OciError, Result};
+
+/// Gzip level used for every layer; part of the determinism contract.
+pub const GZIP_LEVEL: u32 = 6;
+
+/// What a [`LayerEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerEntryKind {
+    /// A regular file with this content.
+    File {
+        /// The file content.
+        content: Vec<u8>,
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link to `target` (absolute or relative, stored as given).
+    Symlink {
+        /// The link target.
+        target: String,
+    },
+}
+
+/// One entry of a layer to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Path inside the image, relative (`usr/bin/app`); `./` prefixes, `.` components,
+    /// repeated and trailing slashes are normalised away. Absolute paths and `..`
+    /// components are rejected.
+    pub path: String,
+    /// Requested permission bits; normalised (files 0644, or 0755 if any execute bit is
+    /// set; directories 0755; symlinks 0777).
+    pub mode: u32,
+    /// File, directory or symlink.
+    pub kind: LayerEntryKind,
+}
+
+impl LayerEntry {
+    /// A regular file.
+    pub fn file(path: impl Into<String>, mode: u32, content: impl Into<Vec<u8>>) -> Self {
+        LayerEntry {
+            path: path.into(),
+            mode,
+            kind: LayerEntryKind::File {
+                content: content.into(),
+            },
+        }
+    }
+
+    /// A directory.
+    pub fn dir(path: impl Into<String>) -> Self {
+        LayerEntry {
+            path: path.into(),
+            mode: 0o755,
+            kind: LayerEntryKind::Dir,
+        }
+    }
+
+    /// A symbolic link.
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Self {
+        LayerEntry {
+            path: path.into(),
+            mode: 0o777,
+            kind: LayerEntryKind::Symlink { target: target.into() },
+        }
+    }
+}
+
+/// A finished layer blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLayer {
+    /// The gzip-compressed tar, as pushed to a registry.
+    pub compressed: Bytes,
+    /// `sha256:…` of `compressed` (the layer descriptor digest).
+    pub digest: String,
+    /// `sha256:…` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
+    pub diff_id: String,
+    /// Length of `compressed` in bytes.
+    pub size: i64,
+}
+
+/// Normalises an entry path to `a/b/c`, rejecting absolute paths and `..`.
+fn normalise_path(path: &str) -> Result<String> {
+    let invalid = |reason: &str| OciError::InvalidLayerEntry {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    };
+    if path.contains('\0') {
+        return Err(invalid("path contains a nul byte"));
+    }
+    let trimmed = path.strip_prefix("./").unwrap_or(path);
+    if trimmed.starts_with('/') {
+        return Err(invalid("path is absolute"));
+    }
+    let mut components = Vec::new();
+    for component in trimmed.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => return Err(invalid("path has a '..' component")),
+            other => components.push(other),
+        }
+    }
+    if components.is_empty() {
+        return Err(invalid("path names the root directory"));
+    }
+    Ok(components.join("/"))
+}
+
+/// The parent directories of `path`, outermost first (`a/b/c` → `a`, `a/b`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(index, _)| &path[..index])
+}
+
+/// Builds a deterministic gzip-compressed tar from `entries`; every entry gets
+/// `mtime_unix` as its modification time.
+///
+/// Same entries and mtime → byte-identical output (hence identical digest).
+pub fn build_layer(entries: Vec<LayerEntry>, mtime_unix: u64) -> Result<BuiltLayer> {
+    let mut by_path: BTreeMap<String, LayerEntry> = BTreeMap::new();
+    for entry in entries {
+        let path = normalise_path(&entry.path)?;
+        if by_path.contains_key(&path) {
+            return Err(OciError::InvalidLayerEntry {
+                path: entry.path,
+                reason: "duplicate path".to_string(),
+            });
+        }
+        by_path.insert(path, entry);
+    }
+
+    let mut missing_parents = Vec::new();
+    for (path, entry) in &by_path {
+        for parent in parents(path) {
+            match by_path.get(parent) {
+                Some(LayerEntry {
+                    kind: LayerEntryKind::Dir,
+                    ..
+                }) => {}
+                Some(_) => {
+                    return Err(OciError::InvalidLayerEntry {
+                        path: entry.path.clone(),
+                        reason: format!("parent {parent} is not a directory"),
+                    });
+                }
+                None => missing_parents.push(parent.to_string()),
+            }
+        }
+    }
+    for parent in missing_parents {
+        by_path.entry(parent.clone()).or_insert_with(|| LayerEntry::dir(parent));
+    }
+
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, entry) in &by_path {
+        append_entry(&mut tar, path, entry, mtime_unix)?;
+    }
+    let tar_bytes = tar.into_inner().map_err(|source| OciError::Layer {
+        context: "failed to finish layer tar".to_string(),
+        source,
+    })?;
+
+    let mut gzip = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::new(GZIP_LEVEL));
+    let compressed = gzip
+        .write_all(&tar_bytes)
+        .and_then(|()| gzip.finish())
+        .map_err(|source| OciError::Layer {
+            context: "failed to gzip layer".to_string(),
+            source,
+        })?;
+
+    let size = i64::try_from(compressed.len()).map_err(|_| OciError::Layer {
+        context: "layer is too large".to_string(),
+        source: std::io::Error::other("compressed size exceeds i64"),
+    })?;
+    Ok(BuiltLayer {
+        digest: format!("sha256:{}", hex::encode(Sha256::digest(&compressed))),
+        diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&tar_bytes))),
+        size,
+        compressed: Bytes::from(compressed),
+    })
+}
+
+fn append_entry(tar: &mut tar::Builder<Vec<u8>>, path: &str, entry: &LayerEntry, mtime_unix: u64) -> Result<()> {
+    let mut header = Header::new_gnu();
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime_unix);
+    let layer_error = |source: std::io::Error| OciError::Layer {
+        context: format!("failed to write layer entry {path}"),
+        source,
+    };
+    header.set_username("").map_err(layer_error)?;
+    header.set_groupname("").map_err(layer_error)?;
+    match &entry.kind {
+        LayerEntryKind::File { content } => {
+            let mode = if entry.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            header.set_entry_type(EntryType::Regular);
+            header.set_mode(mode);
+            header.set_size(content.len() as u64);
+            tar.append_data(&mut header, path, content.as_slice())
+                .map_err(layer_error)?;
+        }
+        LayerEntryKind::Dir => {
+            header.set_entry_type(EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            tar.append_data(&mut header, format!("{path}/"), std::io::empty())
+                .map_err(layer_error)?;
+        }
+        LayerEntryKind::Symlink { target } => {
+            if target.is_empty() || target.contains('\0') {
+                return Err(OciError::InvalidLayerEntry {
+                    path: entry.path.clone(),
+                    reason: "symlink target is empty or contains a nul byte".to_string(),
+                });
+            }
+            header.set_entry_type(EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            tar.append_link(&mut header, path, target).map_err(layer_error)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn sample() -> Vec<LayerEntry> {
+        vec![
+            LayerEntry::file("usr/local/bin/app", 0o700, b"#!/bin/sh\necho hi\n".to_vec()),
+            LayerEntry::file("./etc/app/config.toml", 0o600, b"a = 1\n".to_vec()),
+            LayerEntry::symlink("usr/bin/app", "../local/bin/app"),
+            LayerEntry::dir("var/empty/"),
+        ]
+    }
+
+    fn untar(layer: &BuiltLayer) -> Vec<(String, EntryType, u32, u64, u64, u64)> {
+        let mut decoder = flate2::read::GzDecoder::new(&layer.compressed[..]);
+        let mut tar_bytes = Vec::new();
+        decoder.read_to_end(&mut tar_bytes).unwrap();
+        assert_eq!(layer.diff_id, crate::sha256_digest(&tar_bytes));
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                assert_eq!(header.username().unwrap(), Some(""));
+                assert_eq!(header.groupname().unwrap(), Some(""));
+                (
+                    entry.path().unwrap().to_string_lossy().into_owned(),
+                    header.entry_type(),
+                    header.mode().unwrap(),
+                    header.uid().unwrap(),
+                    header.gid().unwrap(),
+                    header.mtime().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_input_gives_same_bytes() {
+        let first = build_layer(sample(), 1_700_000_000).unwrap();
+        let mut reversed = sample();
+        reversed.reverse();
+        let second = build_layer(reversed, 1_700_000_000).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.digest, crate::sha256_digest(&first.compressed));
+        assert_eq!(first.size, first.compressed.len() as i64);
+        // gzip header: magic, deflate, no flags, mtime 0.
+        assert_eq!(&first.compressed[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn mtime_changes_digest() {
+        let first = build_layer(sample(), 1).unwrap();
+        let second = build_layer(sample(), 2).unwrap();
+        assert_ne!(first.digest, second.digest);
+        assert_ne!(first.diff_id, second.diff_id);
+    }
+
+    #[test]
+    fn parents_added_and_modes_normalised() {
+        let layer = build_layer(sample(), 42).unwrap();
+        let entries = untar(&layer);
+        let summary: Vec<(&str, EntryType, u32)> = entries
+            .iter()
+            .map(|(path, kind, mode, ..)| (path.as_str(), *kind, *mode))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("etc/", EntryType::Directory, 0o755),
+                ("etc/app/", EntryType::Directory, 0o755),
+                ("etc/app/config.toml", EntryType::Regular, 0o644),
+                ("usr/", EntryType::Directory, 0o755),
+                ("usr/bin/", EntryType::Directory, 0o755),
+                ("usr/bin/app", EntryType::Symlink, 0o777),
+                ("usr/local/", EntryType::Directory, 0o755),
+                ("usr/local/bin/", EntryType::Directory, 0o755),
+                ("usr/local/bin/app", EntryType::Regular, 0o755),
+                ("var/", EntryType::Directory, 0o755),
+                ("var/empty/", EntryType::Directory, 0o755),
+            ]
+        );
+        for (_, _, _, uid, gid, mtime) in &entries {
+            assert_eq!((*uid, *gid, *mtime), (0, 0, 42));
+        }
+    }
+
+    #[test]
+    fn long_paths_are_supported() {
+        let long = format!("{}/file", "d".repeat(150));
+        let layer = build_layer(vec![LayerEntry::file(long.clone(), 0o644, "x")], 0).unwrap();
+        let entries = untar(&layer);
+        assert_eq!(entries.last().unwrap().0, long);
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        for path in ["/etc/passwd", "a/../../b", "..", "", ".", "./", "a\0b"] {
+            let error = build_layer(vec![LayerEntry::file(path, 0o644, "x")], 0).unwrap_err();
+            assert!(matches!(error, OciError::InvalidLayerEntry { .. }), "{path:?}: {error}");
+        }
+        let duplicate = vec![LayerEntry::file("a", 0o644, "x"), LayerEntry::file("./a", 0o644, "y")];
+        assert!(build_layer(duplicate, 0).is_err());
+        let file_parent = vec![LayerEntry::file("a", 0o644, "x"), LayerEntry::file("a/b", 0o644, "y")];
+        assert!(build_layer(file_parent, 0).is_err());
+    }
+}

@@ -1,0 +1,932 @@
+//! Registry client: manifests, blobs, cross-repository mounts, tags.
+//!
+//! Blob transfer, blob existence, tag listing and bearer-token negotiation go through
+//! `oci-client`. Manifest HEAD/GET/PUT and blob mounts are plain HTTP requests on
+//! `reqwest` (the same 0.13 release oci-client is built on, so nothing extra is compiled),
+//! because oci-client cannot do them the way Rebake needs:
+//!
+//! - its HEAD (`fetch_manifest_digest`) and GET (`pull_manifest_raw`) do not return the
+//!   `Content-Type`, so the media type of a resolved tag would be lost;
+//! - `push_manifest_raw` panics (`expect`) when a registry omits `Location` on a push by
+//!   digest;
+//! - `mount_blob` turns the spec-allowed "202 Accepted, mount refused" answer into an
+//!   error and leaves the upload session it opened dangling.
+//!
+//! The raw requests reuse oci-client for authentication (`Client::auth`, which follows
+//! the registry's bearer challenge anonymously) and cache the resulting header briefly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest013 as reqwest;
+use serde::Deserialize;
+use tracing::debug;
+
+use crate::error::{OciError, Result};
+use crate::reference::{
+    ImageRef, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST, is_index_media_type, sha256_digest, validate_digest,
+    validate_manifest_reference, validate_registry, validate_repository,
+};
+use crate::types::{ImageIndex, ImageManifest, from_json_bytes};
+
+const USER_AGENT: &str = concat!("rebake-oci/", env!("CARGO_PKG_VERSION"));
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Anonymous bearer tokens usually live 300 s; re-negotiate well before that.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+/// Longest registry error body kept in an error message.
+const MAX_ERROR_BODY: usize = 2048;
+
+/// What a tag or digest currently points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `sha256:…` of the manifest (or index).
+    pub digest: String,
+    /// Media type of the manifest (or index).
+    pub media_type: String,
+}
+
+/// A manifest (or index) exactly as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    /// The manifest bytes; their sha256 is `digest`.
+    pub bytes: Bytes,
+    /// The manifest's media type (from its `mediaType` field, else the `Content-Type`,
+    /// else inferred from its shape).
+    pub media_type: String,
+    /// `sha256:…` of `bytes`.
+    pub digest: String,
+}
+
+impl RawManifest {
+    /// True for an OCI index or Docker manifest list.
+    pub fn is_index(&self) -> bool {
+        is_index_media_type(&self.media_type)
+    }
+
+    /// Decodes the bytes as an image manifest.
+    pub fn to_manifest(&self) -> Result<ImageManifest> {
+        from_json_bytes(&self.bytes, "image manifest")
+    }
+
+    /// Decodes the bytes as an image index.
+    pub fn to_index(&self) -> Result<ImageIndex> {
+        from_json_bytes(&self.bytes, "image index")
+    }
+}
+
+/// Registry client. Anonymous; `https` with rustls except for the configured plain-http
+/// hosts. Cheap to clone: clones share connections and cached tokens.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    oci: oci_client::Client,
+    http: reqwest::Client,
+    plain_http_hosts: Vec<String>,
+    tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    registry: String,
+    repository: String,
+    push: bool,
+}
+
+struct CachedToken {
+    authorization: Option<String>,
+    fetched: Instant,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("plain_http_hosts", &self.inner.plain_http_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A client that talks plain HTTP to `plain_http_hosts` (`host:port`, exactly as in
+    /// image references) and HTTPS to everything else.
+    ///
+    /// # Panics
+    ///
+    /// Like `reqwest::Client::new`, when the TLS backend cannot be initialised; use
+    /// [`Registry::try_new`] to get an error instead.
+    pub fn new(plain_http_hosts: Vec<String>) -> Self {
+        Self::try_new(plain_http_hosts).expect("the rustls http client can be initialised")
+    }
+
+    /// Like [`Registry::new`], returning an error when the HTTP client cannot be built.
+    pub fn try_new(plain_http_hosts: Vec<String>) -> Result<Self> {
+        let setup_error = |message: String| OciError::Protocol {
+            registry: "*".to_string(),
+            operation: "client setup".to_string(),
+            message,
+        };
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http_hosts.clone()),
+            use_monolithic_push: true,
+            platform_resolver: None,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let oci = oci_client::Client::try_from(config).map_err(|e| setup_error(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| setup_error(error_chain(&e)))?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                oci,
+                http,
+                plain_http_hosts,
+                tokens: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// What `r` (tag or digest) points at now, using a `HEAD` request (falls back to `GET`
+    /// when the registry omits `Docker-Content-Digest` or a usable `Content-Type`).
+    /// `Ok(None)` when the manifest or repository does not exist.
+    pub async fn resolve(&self, r: &ImageRef) -> Result<Option<Resolved>> {
+        let (registry, repository, reference) = (&r.registry, &r.repository, r.reference());
+        validate_target(registry, repository)?;
+        validate_manifest_reference(reference)?;
+        let operation = format!("resolve {r}");
+        let url = self.manifest_url(registry, repository, reference);
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let response = self
+            .send(registry, repository, false, &operation, |http| {
+                http.head(&url).header(ACCEPT, &accept)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let header_digest = header_digest(response.headers());
+        let media_type = content_type(response.headers()).filter(|t| t.starts_with("application/vnd."));
+        if let (Some(digest), Some(media_type)) = (header_digest, media_type) {
+            if let Some(expected) = r.digest.as_ref().filter(|expected| **expected != digest) {
+                return Err(OciError::DigestMismatch {
+                    what: format!("manifest {r}"),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+            return Ok(Some(Resolved { digest, media_type }));
+        }
+        debug!(reference = %r, "head answer lacks digest or media type, falling back to get");
+        match self.get_manifest(registry, repository, reference).await {
+            Ok(manifest) => Ok(Some(Resolved {
+                digest: manifest.digest,
+                media_type: manifest.media_type,
+            })),
+            Err(OciError::NotFound { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Fetches a manifest or index by tag or digest. When `reference` is a digest the bytes
+    /// are verified against it; a `Docker-Content-Digest` answer is always checked.
+    pub async fn get_manifest(&self, registry: &str, repository: &str, reference: &str) -> Result<RawManifest> {
+        validate_target(registry, repository)?;
+        validate_manifest_reference(reference)?;
+        let shown = display_ref(registry, repository, reference);
+        let operation = format!("get manifest {shown}");
+        let url = self.manifest_url(registry, repository, reference);
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let response = self
+            .send(registry, repository, false, &operation, |http| {
+                http.get(&url).header(ACCEPT, &accept)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(OciError::NotFound {
+                kind: "manifest",
+                reference: shown,
+            });
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(registry, &operation, &e))?;
+        let digest = sha256_digest(&bytes);
+        let announced = reference
+            .contains(':')
+            .then(|| reference.to_string())
+            .or_else(|| header_digest(&headers));
+        if let Some(expected) = announced.filter(|expected| *expected != digest) {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest {shown}"),
+                expected,
+                actual: digest,
+            });
+        }
+        let media_type = manifest_media_type(&bytes, content_type(&headers)).map_err(|message| OciError::Protocol {
+            registry: registry.to_string(),
+            operation: operation.clone(),
+            message,
+        })?;
+        Ok(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Uploads a manifest under a tag or its digest; returns its digest. Pushing under a
+    /// digest that does not match the bytes is refused before any request is made.
+    pub async fn put_manifest(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String> {
+        validate_target(registry, repository)?;
+        validate_manifest_reference(reference)?;
+        let shown = display_ref(registry, repository, reference);
+        let digest = sha256_digest(bytes);
+        if reference.contains(':') && reference != digest {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest pushed as {shown}"),
+                expected: reference.to_string(),
+                actual: digest,
+            });
+        }
+        let operation = format!("put manifest {shown}");
+        let url = self.manifest_url(registry, repository, reference);
+        let body = Bytes::copy_from_slice(bytes);
+        let response = self
+            .send(registry, repository, true, &operation, |http| {
+                http.put(&url).header(CONTENT_TYPE, media_type).body(body.clone())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let announced = header_digest(response.headers());
+        if let Some(announced) = announced.filter(|announced| *announced != digest) {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest {shown} as stored by the registry"),
+                expected: digest,
+                actual: announced,
+            });
+        }
+        debug!(manifest = %shown, %digest, "pushed manifest");
+        Ok(digest)
+    }
+
+    /// Downloads a blob and verifies its sha256.
+    pub async fn get_blob(&self, registry: &str, repository: &str, digest: &str) -> Result<Bytes> {
+        validate_target(registry, repository)?;
+        validate_digest(digest)?;
+        let shown = display_ref(registry, repository, digest);
+        let operation = format!("get blob {shown}");
+        let reference = self.oci_reference(registry, repository, digest).await;
+        let mut out: Vec<u8> = Vec::new();
+        self.inner
+            .oci
+            .pull_blob(&reference, digest, &mut out)
+            .await
+            .map_err(|e| client_error(registry, &operation, Some(("blob", &shown)), e))?;
+        let actual = sha256_digest(&out);
+        if actual != digest {
+            return Err(OciError::DigestMismatch {
+                what: format!("blob {shown}"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// True when the repository has the blob.
+    pub async fn blob_exists(&self, registry: &str, repository: &str, digest: &str) -> Result<bool> {
+        validate_target(registry, repository)?;
+        validate_digest(digest)?;
+        let operation = format!("check blob {}", display_ref(registry, repository, digest));
+        let reference = self.oci_reference(registry, repository, digest).await;
+        self.inner
+            .oci
+            .blob_exists(&reference, digest)
+            .await
+            .map_err(|e| client_error(registry, &operation, None, e))
+    }
+
+    /// Uploads a blob (monolithic upload) unless the repository already has it; returns
+    /// its digest. Empty blobs are refused.
+    pub async fn push_blob(&self, registry: &str, repository: &str, bytes: Bytes) -> Result<String> {
+        validate_target(registry, repository)?;
+        let digest = sha256_digest(&bytes);
+        if bytes.is_empty() {
+            return Err(OciError::invalid_reference(
+                &display_ref(registry, repository, &digest),
+                "cannot push an empty blob",
+            ));
+        }
+        if self.blob_exists(registry, repository, &digest).await? {
+            debug!(registry, repository, %digest, "blob already present");
+            return Ok(digest);
+        }
+        let operation = format!("push blob {}", display_ref(registry, repository, &digest));
+        let reference = self.oci_reference(registry, repository, &digest).await;
+        self.inner
+            .oci
+            .push_blob(&reference, bytes, &digest)
+            .await
+            .map_err(|e| client_error(registry, &operation, None, e))?;
+        debug!(registry, repository, %digest, "pushed blob");
+        Ok(digest)
+    }
+
+    /// Makes `digest` available in the destination repository. Nothing happens when it is
+    /// already there. Within one registry a cross-repository mount is tried first; when
+    /// the registry refuses it (202) the blob is pulled and pushed. Across registries the
+    /// blob is always pulled and pushed (held in memory).
+    pub async fn copy_blob(
+        &self,
+        from_registry: &str,
+        from_repository: &str,
+        to_registry: &str,
+        to_repository: &str,
+        digest: &str,
+    ) -> Result<()> {
+        validate_target(from_registry, from_repository)?;
+        validate_target(to_registry, to_repository)?;
+        validate_digest(digest)?;
+        if self.blob_exists(to_registry, to_repository, digest).await? {
+            return Ok(());
+        }
+        if from_registry == to_registry
+            && self
+                .mount_blob(to_registry, from_repository, to_repository, digest)
+                .await?
+        {
+            return Ok(());
+        }
+        let bytes = self.get_blob(from_registry, from_repository, digest).await?;
+        self.push_blob(to_registry, to_repository, bytes).await?;
+        Ok(())
+    }
+
+    /// Lists the tags of a repository, sorted. [`OciError::NotFound`] when the repository
+    /// does not exist.
+    pub async fn list_tags(&self, registry: &str, repository: &str) -> Result<Vec<String>> {
+        validate_target(registry, repository)?;
+        let shown = format!("{registry}/{repository}");
+        let operation = format!("list tags of {shown}");
+        let reference = self.oci_reference(registry, repository, "latest").await;
+        let response = self
+            .inner
+            .oci
+            .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+            .await
+            .map_err(|e| client_error(registry, &operation, Some(("repository", &shown)), e))?;
+        let mut tags = response.tags;
+        tags.sort();
+        Ok(tags)
+    }
+
+    // === internals ===
+
+    /// Tries `POST /v2/<to>/blobs/uploads/?mount=<digest>&from=<from>`: `Ok(true)` when
+    /// mounted, `Ok(false)` when the registry opened an upload instead (which is cancelled).
+    async fn mount_blob(
+        &self,
+        registry: &str,
+        from_repository: &str,
+        to_repository: &str,
+        digest: &str,
+    ) -> Result<bool> {
+        let operation = format!(
+            "mount blob {digest} from {from_repository} into {}",
+            display_ref(registry, to_repository, digest)
+        );
+        let url = format!(
+            "{}/v2/{to_repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+            self.base_url(registry)
+        );
+        let response = self
+            .send(registry, to_repository, true, &operation, |http| {
+                http.post(&url).header(reqwest::header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => {
+                debug!(registry, from_repository, to_repository, digest, "mounted blob");
+                Ok(true)
+            }
+            StatusCode::ACCEPTED => {
+                debug!(
+                    registry,
+                    from_repository, to_repository, digest, "mount refused, copying"
+                );
+                if let Some(location) = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    self.cancel_upload(registry, to_repository, location).await;
+                }
+                Ok(false)
+            }
+            _ => Err(response_error(registry, &operation, response).await),
+        }
+    }
+
+    /// Best-effort `DELETE` of an upload session the registry opened for a refused mount.
+    /// Only same-host locations are cancelled, so credentials never leave the registry.
+    async fn cancel_upload(&self, registry: &str, repository: &str, location: &str) {
+        let base = self.base_url(registry);
+        let url = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else if location.starts_with(&format!("{base}/")) {
+            location.to_string()
+        } else {
+            debug!(registry, location, "not cancelling an upload on another host");
+            return;
+        };
+        let result = self
+            .send(registry, repository, true, "cancel upload", |http| http.delete(&url))
+            .await;
+        if let Err(error) = result {
+            debug!(registry, %error, "failed to cancel upload session");
+        }
+    }
+
+    /// An oci-client reference for `registry/repository`, with anonymous auth registered
+    /// so that oci-client negotiates bearer tokens when challenged.
+    async fn oci_reference(&self, registry: &str, repository: &str, reference: &str) -> Reference {
+        let oci_reference = if reference.contains(':') {
+            Reference::with_digest(registry.to_string(), repository.to_string(), reference.to_string())
+        } else {
+            Reference::with_tag(registry.to_string(), repository.to_string(), reference.to_string())
+        };
+        self.inner
+            .oci
+            .store_auth_if_needed(oci_reference.resolve_registry(), &RegistryAuth::Anonymous)
+            .await;
+        oci_reference
+    }
+
+    /// `scheme://host` of a registry (`docker.io` is served by `index.docker.io`).
+    fn base_url(&self, registry: &str) -> String {
+        let host = if registry == "docker.io" {
+            "index.docker.io"
+        } else {
+            registry
+        };
+        let plain = self.inner.plain_http_hosts.iter().any(|h| h == registry || h == host);
+        let scheme = if plain { "http" } else { "https" };
+        format!("{scheme}://{host}")
+    }
+
+    fn manifest_url(&self, registry: &str, repository: &str, reference: &str) -> String {
+        format!("{}/v2/{repository}/manifests/{reference}", self.base_url(registry))
+    }
+
+    /// The `Authorization` value for a repository, from cache or a fresh (anonymous)
+    /// bearer negotiation; `None` when the registry does not challenge.
+    async fn authorization(
+        &self,
+        registry: &str,
+        repository: &str,
+        push: bool,
+        operation: &str,
+    ) -> Result<Option<String>> {
+        let key = TokenKey {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            push,
+        };
+        let cached = self
+            .tokens()
+            .get(&key)
+            .filter(|cached| cached.fetched.elapsed() < TOKEN_TTL)
+            .map(|cached| cached.authorization.clone());
+        if let Some(authorization) = cached {
+            return Ok(authorization);
+        }
+        let reference = Reference::with_tag(registry.to_string(), repository.to_string(), "latest".to_string());
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let token = self
+            .inner
+            .oci
+            .auth(&reference, &RegistryAuth::Anonymous, op)
+            .await
+            .map_err(|e| client_error(registry, operation, None, e))?;
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        self.tokens().insert(
+            key,
+            CachedToken {
+                authorization: authorization.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(authorization)
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, CachedToken>> {
+        // A poisoned cache only ever holds complete entries; keep using it.
+        self.inner
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends a request with the repository's authorization; on 401 re-negotiates once.
+    async fn send(
+        &self,
+        registry: &str,
+        repository: &str,
+        push: bool,
+        operation: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut retried = false;
+        loop {
+            let authorization = self.authorization(registry, repository, push, operation).await?;
+            let mut request = build(&self.inner.http);
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(registry, operation, &e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && !retried {
+                retried = true;
+                self.tokens().remove(&TokenKey {
+                    registry: registry.to_string(),
+                    repository: repository.to_string(),
+                    push,
+                });
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+}
+
+fn validate_target(registry: &str, repository: &str) -> Result<()> {
+    validate_registry(registry)?;
+    validate_repository(repository)
+}
+
+/// `registry/repository:tag` or `registry/repository@sha256:…`.
+fn display_ref(registry: &str, repository: &str, reference: &str) -> String {
+    let separator = if reference.contains(':') { '@' } else { ':' };
+    format!("{registry}/{repository}{separator}{reference}")
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(DOCKER_CONTENT_DIGEST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|digest| validate_digest(digest).is_ok())
+        .map(str::to_string)
+}
+
+/// The `Content-Type` without parameters.
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or(value).trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// Media type of a manifest body: its `mediaType`, else a `application/vnd.*`
+/// Content-Type, else OCI index or manifest by shape.
+fn manifest_media_type(bytes: &[u8], content_type: Option<String>) -> std::result::Result<String, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        media_type: Option<String>,
+        manifests: Option<serde::de::IgnoredAny>,
+    }
+    let shape: Shape = serde_json::from_slice(bytes).map_err(|e| format!("manifest is not a json object: {e}"))?;
+    if let Some(media_type) = shape.media_type.filter(|t| !t.is_empty()) {
+        return Ok(media_type);
+    }
+    if let Some(content_type) = content_type.filter(|t| t.starts_with("application/vnd.")) {
+        return Ok(content_type);
+    }
+    Ok(if shape.manifests.is_some() {
+        OCI_INDEX.to_string()
+    } else {
+        OCI_MANIFEST.to_string()
+    })
+}
+
+/// Text of an error and all its sources, `outer: inner: innermost`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+fn transport_error(registry: &str, operation: &str, error: &reqwest::Error) -> OciError {
+    if error.is_builder() {
+        return OciError::Protocol {
+            registry: registry.to_string(),
+            operation: operation.to_string(),
+            message: error_chain(error),
+        };
+    }
+    OciError::Unavailable {
+        registry: registry.to_string(),
+        operation: operation.to_string(),
+        message: error_chain(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Turns a non-success response into [`OciError::Registry`], parsing the distribution
+/// error envelope when there is one.
+async fn response_error(registry: &str, operation: &str, response: reqwest::Response) -> OciError {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(parsed) if !parsed.errors.is_empty() => {
+            let code = Some(parsed.errors[0].code.clone()).filter(|c| !c.is_empty());
+            let message = parsed
+                .errors
+                .iter()
+                .map(|e| e.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            (code, message)
+        }
+        _ => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]);
+            (None, text.trim().to_string())
+        }
+    };
+    OciError::Registry {
+        registry: registry.to_string(),
+        operation: operation.to_string(),
+        status: Some(status),
+        code,
+        message,
+    }
+}
+
+fn envelope_code_and_message(envelope: &OciEnvelope) -> (Option<String>, String) {
+    let code = envelope.errors.first().and_then(|e| {
+        serde_json::to_value(&e.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    let message = envelope
+        .errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (code, message)
+}
+
+/// Maps an oci-client error; `not_found` names what a 404 / `*_UNKNOWN` means.
+fn client_error(
+    registry: &str,
+    operation: &str,
+    not_found: Option<(&'static str, &str)>,
+    error: OciDistributionError,
+) -> OciError {
+    let not_found_error = not_found.map(|(kind, reference)| OciError::NotFound {
+        kind,
+        reference: reference.to_string(),
+    });
+    let registry_error = |status: Option<u16>, code: Option<String>, message: String| OciError::Registry {
+        registry: registry.to_string(),
+        operation: operation.to_string(),
+        status,
+        code,
+        message,
+    };
+    match error {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let (code, message) = envelope_code_and_message(&envelope);
+            let unknown = matches!(
+                code.as_deref(),
+                Some("BLOB_UNKNOWN" | "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "NOT_FOUND")
+            );
+            match not_found_error {
+                Some(not_found) if unknown => not_found,
+                _ => {
+                    // Envelopes come without the status; recover it for the codes that matter.
+                    let status = match code.as_deref() {
+                        Some("UNAUTHORIZED") => Some(401),
+                        Some("DENIED") => Some(403),
+                        Some("TOOMANYREQUESTS") => Some(429),
+                        _ => None,
+                    };
+                    registry_error(status, code, message)
+                }
+            }
+        }
+        OciDistributionError::ServerError { code, message, .. } => match not_found_error {
+            Some(not_found) if code == 404 => not_found,
+            _ => {
+                let (error_code, text) = match serde_json::from_str::<OciEnvelope>(&message) {
+                    Ok(envelope) => envelope_code_and_message(&envelope),
+                    Err(_) => (None, message.chars().take(MAX_ERROR_BODY).collect()),
+                };
+                registry_error(Some(code), error_code, text)
+            }
+        },
+        OciDistributionError::UnauthorizedError { .. } => registry_error(
+            Some(401),
+            Some("UNAUTHORIZED".to_string()),
+            "authentication required".to_string(),
+        ),
+        OciDistributionError::AuthenticationFailure(reason) => {
+            registry_error(None, None, format!("token request failed: {reason}"))
+        }
+        OciDistributionError::RequestError(error) => match error.status() {
+            Some(status) => match not_found_error {
+                Some(not_found) if status == StatusCode::NOT_FOUND => not_found,
+                _ => registry_error(Some(status.as_u16()), None, error_chain(&error)),
+            },
+            None => transport_error(registry, operation, &error),
+        },
+        OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
+            OciError::DigestMismatch {
+                what: operation.to_string(),
+                expected,
+                actual,
+            }
+        }
+        OciDistributionError::IoError(error) => OciError::Unavailable {
+            registry: registry.to_string(),
+            operation: operation.to_string(),
+            message: error_chain(&error),
+        },
+        other => OciError::Protocol {
+            registry: registry.to_string(),
+            operation: operation.to_string(),
+            message: error_chain(&other),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_detection() {
+        let with_type = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(
+            manifest_media_type(with_type, Some(OCI_MANIFEST.into())).unwrap(),
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        let bare_index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(manifest_media_type(bare_index, None).unwrap(), OCI_INDEX);
+        assert_eq!(
+            manifest_media_type(bare_index, Some("application/json".into())).unwrap(),
+            OCI_INDEX
+        );
+        let bare_manifest = br#"{"schemaVersion":2,"config":{}}"#;
+        assert_eq!(manifest_media_type(bare_manifest, None).unwrap(), OCI_MANIFEST);
+        assert!(manifest_media_type(b"nope", None).is_err());
+    }
+
+    #[test]
+    fn urls_and_schemes() {
+        let registry = Registry::new(vec!["127.0.0.1:5000".to_string()]);
+        assert_eq!(registry.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(registry.base_url("ghcr.io"), "https://ghcr.io");
+        assert_eq!(registry.base_url("docker.io"), "https://index.docker.io");
+        assert_eq!(
+            registry.manifest_url("127.0.0.1:5000", "apps/app", "v1"),
+            "http://127.0.0.1:5000/v2/apps/app/manifests/v1"
+        );
+    }
+
+    #[test]
+    fn client_errors_are_classified() {
+        let envelope: OciEnvelope =
+            serde_json::from_str(r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#)
+                .unwrap();
+        let error = client_error(
+            "r",
+            "get blob",
+            Some(("blob", "r/x@sha256:1")),
+            OciDistributionError::RegistryError {
+                envelope,
+                url: "u".into(),
+            },
+        );
+        assert!(error.is_not_found(), "{error}");
+
+        let error = client_error(
+            "r",
+            "push blob",
+            None,
+            OciDistributionError::ServerError {
+                code: 503,
+                url: "u".into(),
+                message: "busy".into(),
+            },
+        );
+        assert!(error.is_transient(), "{error}");
+
+        let envelope: OciEnvelope =
+            serde_json::from_str(r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#).unwrap();
+        let error = client_error(
+            "r",
+            "get blob",
+            Some(("blob", "x")),
+            OciDistributionError::RegistryError {
+                envelope,
+                url: "u".into(),
+            },
+        );
+        assert!(error.is_transient(), "{error}");
+        assert!(!error.is_not_found());
+    }
+
+    #[tokio::test]
+    async fn invalid_inputs_fail_before_any_request() {
+        let registry = Registry::new(Vec::new());
+        let error = registry
+            .get_manifest("example.com", "Bad/Repo", "v1")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, OciError::InvalidReference { .. }), "{error}");
+        let error = registry
+            .get_blob("example.com", "repo", "sha256:short")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, OciError::InvalidReference { .. }), "{error}");
+        let error = registry
+            .put_manifest("example.com", "repo", &sha256_digest(b"other"), b"{}", OCI_MANIFEST)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, OciError::DigestMismatch { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_transient() {
+        // Port 1 on loopback is essentially never listening.
+        let registry = Registry::new(vec!["127.0.0.1:1".to_string()]);
+        let image = ImageRef::parse("127.0.0.1:1/repo:tag").unwrap();
+        let error = registry.resolve(&image).await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        let error = registry
+            .blob_exists("127.0.0.1:1", "repo", &sha256_digest(b"x"))
+            .await
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+    }
+}

@@ -1,0 +1,526 @@
+//! Rebake's resolver: the catalog, the dependency graph and level-triggered rebuild planning.
+//!
+//! It consumes upstream hints (`UPSTREAM`) and what the other stages report (`EVENTS`:
+//! publications and failures), keeps what it knows of upstream state (tag → digest,
+//! branch → commit), and after every change runs the [`planner`] over every image in
+//! dependency order. Builds it decides on go to the `BUILD` queue, one subject per image (a
+//! newer request replaces one not yet started). Every `resync_interval` it re-reads every
+//! tracked tag and branch itself, so a lost webhook only delays a rebuild.
+//!
+//! It is the only writer of the `images` and `upstream` buckets and of the catalog bucket.
+//! It builds nothing and talks to registries only to read tag digests.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod planner;
+mod upstream;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use rebake_bus::{Bus, ConsumerSpec, Delivery, Kv, Need, Outcome, run_consumer};
+use rebake_config::Catalog;
+use rebake_events::{
+    Bucket, BuildId, Envelope, EventKind, ImageName, Queue, deterministic_id, now_ms, pb,
+    state::{
+        BuildFailure, BuildRecord, CauseRecord, ImageState, PublishedImage, SourceRevision, UpstreamRecord,
+        upstream_key,
+    },
+};
+use rebake_oci::Registry;
+use tokio::sync::Mutex;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use error::{ResolverError, Result};
+pub use planner::{PlannedBuild, Planner};
+pub use upstream::{resolve_branch, resolve_tag};
+
+/// Resolver settings.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// How often every tracked tag and branch is re-read and every image looked at.
+    pub resync_interval: Duration,
+}
+
+/// Catalog entry as stored in the catalog bucket (for the control API).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CatalogEntry {
+    /// The spec.
+    pub spec: rebake_config::ImageSpec,
+    /// Catalog parent.
+    pub parent: Option<String>,
+    /// Catalog children.
+    pub children: Vec<String>,
+}
+
+struct Resolver {
+    bus: Bus,
+    planner: Planner,
+    images_kv: Kv,
+    builds_kv: Kv,
+    upstream_kv: Kv,
+    written: BTreeMap<ImageName, ImageState>,
+}
+
+/// Runs the resolver until `shutdown` is cancelled.
+pub async fn serve(
+    bus: Bus,
+    registry: Registry,
+    catalog: Catalog,
+    settings: ResolverSettings,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<()> {
+    bus.ensure(&[
+        Need::Upstream,
+        Need::Events,
+        Need::DeadLetter,
+        Need::Queue(Queue::Build),
+        Need::Bucket(Bucket::Catalog),
+        Need::Bucket(Bucket::Images),
+        Need::Bucket(Bucket::Builds),
+        Need::Bucket(Bucket::Upstream),
+    ])
+    .await?;
+    let catalog_kv = bus.kv(Bucket::Catalog).await?;
+    let images_kv = bus.kv(Bucket::Images).await?;
+    let builds_kv = bus.kv(Bucket::Builds).await?;
+    let upstream_kv = bus.kv(Bucket::Upstream).await?;
+
+    for spec in catalog.images() {
+        let entry = CatalogEntry {
+            spec: spec.clone(),
+            parent: catalog.parent(&spec.name).map(ToString::to_string),
+            children: catalog.children(&spec.name).iter().map(ToString::to_string).collect(),
+        };
+        catalog_kv.put(&spec.name.kv_key(), &entry).await?;
+    }
+    let mut states = BTreeMap::new();
+    for (_, state) in images_kv.values::<ImageState>().await? {
+        if let Ok(name) = ImageName::new(state.name.clone()) {
+            states.insert(name, state);
+        }
+    }
+    let written = states.clone();
+    let mut planner = Planner::new(catalog, states);
+    planner.failure_retry_ms = settings.resync_interval.as_millis() as i64;
+    planner.pending_timeout_ms = (settings.resync_interval * 3).max(Duration::from_secs(600)).as_millis() as i64;
+    for (_, record) in upstream_kv.values::<UpstreamRecord>().await? {
+        match record.kind.as_str() {
+            "tag" => {
+                planner.set_tag(&record.reference, &record.value);
+            }
+            "git" => {
+                if let Some((identity, branch)) = record.reference.rsplit_once('#') {
+                    planner.set_branch(identity, branch, &record.value);
+                }
+            }
+            _ => {}
+        }
+    }
+    tracing::info!(images = planner.catalog().len(), "resolver loaded catalog and state");
+    let resolver = Arc::new(Mutex::new(Resolver {
+        bus: bus.clone(),
+        planner,
+        images_kv,
+        builds_kv,
+        upstream_kv,
+        written,
+    }));
+
+    let names = bus.names().clone();
+    let upstream_resolver = resolver.clone();
+    run_consumer(
+        bus.clone(),
+        ConsumerSpec {
+            stream: names.upstream_stream(),
+            durable: names.resolver_upstream_consumer(),
+            filter_subject: String::new(),
+            concurrency: 1,
+            deliver_all: true,
+        },
+        shutdown.clone(),
+        tracker.clone(),
+        move |delivery| {
+            let resolver = upstream_resolver.clone();
+            async move { resolver.lock().await.on_upstream(delivery).await }
+        },
+    )
+    .await?;
+    let events_resolver = resolver.clone();
+    run_consumer(
+        bus.clone(),
+        ConsumerSpec {
+            stream: names.events_stream(),
+            durable: names.resolver_events_consumer(),
+            filter_subject: String::new(),
+            concurrency: 1,
+            deliver_all: true,
+        },
+        shutdown.clone(),
+        tracker.clone(),
+        move |delivery| {
+            let resolver = events_resolver.clone();
+            async move { resolver.lock().await.on_event(delivery).await }
+        },
+    )
+    .await?;
+
+    let resync_token = shutdown.clone();
+    tracker.spawn(async move {
+        let mut interval = tokio::time::interval(settings.resync_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = resync_token.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            resync(&resolver, &registry).await;
+        }
+    });
+    Ok(())
+}
+
+/// Re-reads every tracked tag and branch, then plans.
+async fn resync(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) {
+    let (tags, branches) = {
+        let guard = resolver.lock().await;
+        (guard.planner.tracked_tags(), guard.planner.tracked_branches())
+    };
+    let mut tag_values = Vec::new();
+    for tag_ref in tags {
+        match resolve_tag(registry, &tag_ref).await {
+            Ok(digest) => tag_values.push((tag_ref, digest)),
+            Err(error) => tracing::warn!(reference = %tag_ref, error = %error, "resync could not read tag"),
+        }
+    }
+    let mut branch_values = Vec::new();
+    for (url, identity, branch) in branches {
+        match resolve_branch(&url, &branch).await {
+            Ok(Some(commit)) => branch_values.push((identity, branch, commit)),
+            Ok(None) => tracing::warn!(url, branch, "resync found no such branch"),
+            Err(error) => tracing::warn!(error = %error, "resync could not read branch"),
+        }
+    }
+    let mut guard = resolver.lock().await;
+    let mut changes = Vec::new();
+    for (tag_ref, digest) in tag_values {
+        let changed = match &digest {
+            Some(digest) => guard.planner.set_tag(&tag_ref, digest),
+            None => guard.planner.remove_tag(&tag_ref),
+        };
+        if changed {
+            let value = digest.unwrap_or_default();
+            changes.push(format!(
+                "{tag_ref} -> {}",
+                if value.is_empty() { "(gone)" } else { &value }
+            ));
+            guard.record_upstream("tag", &tag_ref, &value, "resync").await;
+        }
+    }
+    for (identity, branch, commit) in branch_values {
+        if guard.planner.set_branch(&identity, &branch, &commit) {
+            changes.push(format!("{identity}#{branch} -> {commit}"));
+            guard
+                .record_upstream("git", &format!("{identity}#{branch}"), &commit, "resync")
+                .await;
+        }
+    }
+    let cause = CauseRecord {
+        kind: "resync".to_string(),
+        description: if changes.is_empty() {
+            "periodic resync".to_string()
+        } else {
+            format!("resync found {}", changes.join(", "))
+        },
+        event_id: String::new(),
+        at_ms: now_ms(),
+    };
+    if let Err(error) = guard.plan_and_dispatch(&[cause], None).await {
+        tracing::warn!(error = %error, "resync planning failed, will retry next resync");
+    }
+}
+
+impl Resolver {
+    async fn on_upstream(&mut self, delivery: Delivery) -> Outcome {
+        let event: pb::UpstreamChanged = match delivery.decode() {
+            Ok(event) => event,
+            Err(error) => {
+                return Outcome::Reject {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let envelope = delivery.envelope().clone();
+        let received = if event.received_at_ms > 0 {
+            event.received_at_ms
+        } else {
+            now_ms()
+        };
+        let (kind, description) = match &event.change {
+            Some(pb::upstream_changed::Change::RegistryTag(tag)) => {
+                let tag_ref = format!("{}/{}:{}", tag.registry, tag.repository, tag.tag);
+                if !self.planner.tracks_tag(&tag_ref) {
+                    tracing::debug!(reference = %tag_ref, "untracked tag, ignored");
+                    return Outcome::Done;
+                }
+                if !self.planner.set_tag(&tag_ref, &tag.digest) {
+                    tracing::debug!(reference = %tag_ref, "tag already at this digest");
+                    return Outcome::Done;
+                }
+                self.record_upstream("tag", &tag_ref, &tag.digest, &event.source).await;
+                ("registry-tag", format!("{tag_ref} -> {}", tag.digest))
+            }
+            Some(pb::upstream_changed::Change::GitRef(git)) => {
+                if git.ref_kind != "branch" || git.deleted || git.new_commit.is_empty() {
+                    return Outcome::Done;
+                }
+                if !self.planner.tracks_branch(&git.repository, &git.ref_name) {
+                    tracing::debug!(repository = %git.repository, branch = %git.ref_name, "untracked branch, ignored");
+                    return Outcome::Done;
+                }
+                if !self.planner.set_branch(&git.repository, &git.ref_name, &git.new_commit) {
+                    return Outcome::Done;
+                }
+                let reference = format!("{}#{}", git.repository, git.ref_name);
+                self.record_upstream("git", &reference, &git.new_commit, &event.source)
+                    .await;
+                ("git-ref", format!("{reference} -> {}", git.new_commit))
+            }
+            None => {
+                return Outcome::Reject {
+                    reason: "upstream event without a change".to_string(),
+                };
+            }
+        };
+        tracing::info!(kind, change = %description, source = %event.source, "upstream changed");
+        // Record it in EVENTS for watchers (same id: a replay de-duplicates).
+        let record = Envelope::new(
+            EventKind::UpstreamChanged,
+            format!("seen-{}", envelope.id),
+            self.bus.source(),
+            None,
+            Some(&envelope.traceparent),
+        );
+        if let Err(error) = self
+            .bus
+            .publish(
+                self.bus.names().event_subject(EventKind::UpstreamChanged.token(), None),
+                &record,
+                &event,
+            )
+            .await
+        {
+            return retry(error);
+        }
+        let cause = CauseRecord {
+            kind: kind.to_string(),
+            description,
+            event_id: envelope.id.clone(),
+            at_ms: received,
+        };
+        match self.plan_and_dispatch(&[cause], Some(&envelope.traceparent)).await {
+            Ok(()) => Outcome::Done,
+            Err(error) => retry(error),
+        }
+    }
+
+    async fn on_event(&mut self, delivery: Delivery) -> Outcome {
+        let envelope = delivery.envelope().clone();
+        match envelope.kind {
+            EventKind::ImagePublished => {
+                let event: pb::ImagePublished = match delivery.decode() {
+                    Ok(event) => event,
+                    Err(error) => {
+                        return Outcome::Reject {
+                            reason: error.to_string(),
+                        };
+                    }
+                };
+                let Ok(image) = ImageName::new(event.image.clone()) else {
+                    return Outcome::Reject {
+                        reason: format!("invalid image {:?}", event.image),
+                    };
+                };
+                let newer = self
+                    .planner
+                    .images()
+                    .get(&image)
+                    .and_then(|state| state.published.as_ref())
+                    .is_none_or(|published| published.published_at_ms <= event.published_at_ms);
+                if !newer {
+                    return Outcome::Done;
+                }
+                self.planner.published(
+                    &image,
+                    PublishedImage {
+                        digest: event.digest.clone(),
+                        inputs_hash: event.inputs_hash.clone(),
+                        build_id: event.build_id.clone(),
+                        repository: event.repository.clone(),
+                        tags: event.tags.clone(),
+                        base_digest: event.base_digest.clone(),
+                        sources: event.sources.iter().map(source_revision).collect(),
+                        published_at_ms: event.published_at_ms,
+                        causes: event.causes.iter().map(CauseRecord::from).collect(),
+                    },
+                );
+                for tag in &event.tags {
+                    let tag_ref = format!("{}:{tag}", event.repository);
+                    self.record_upstream("tag", &tag_ref, &event.digest, "image.published")
+                        .await;
+                }
+            }
+            EventKind::BuildFailed => {
+                let event: pb::BuildFailed = match delivery.decode() {
+                    Ok(event) => event,
+                    Err(error) => {
+                        return Outcome::Reject {
+                            reason: error.to_string(),
+                        };
+                    }
+                };
+                let Ok(image) = ImageName::new(event.image.clone()) else {
+                    return Outcome::Reject {
+                        reason: format!("invalid image {:?}", event.image),
+                    };
+                };
+                self.planner.failed(
+                    &image,
+                    BuildFailure {
+                        build_id: event.build_id,
+                        inputs_hash: event.inputs_hash,
+                        stage: event.stage,
+                        reason: event.reason,
+                        at_ms: event.failed_at_ms,
+                    },
+                );
+            }
+            _ => return Outcome::Done,
+        }
+        match self.plan_and_dispatch(&[], Some(&envelope.traceparent)).await {
+            Ok(()) => Outcome::Done,
+            Err(error) => retry(error),
+        }
+    }
+
+    async fn record_upstream(&self, kind: &str, reference: &str, value: &str, source: &str) {
+        let record = UpstreamRecord {
+            kind: kind.to_string(),
+            reference: reference.to_string(),
+            value: value.to_string(),
+            changed_at_ms: now_ms(),
+            source: source.to_string(),
+        };
+        if let Err(error) = self.upstream_kv.put(&upstream_key(kind, reference), &record).await {
+            // Not fatal: the next resync re-reads it.
+            tracing::warn!(reference, error = %error, "failed to store upstream state");
+        }
+    }
+
+    /// Plans, sends the requested builds, and stores image states that changed.
+    async fn plan_and_dispatch(&mut self, causes: &[CauseRecord], traceparent: Option<&str>) -> Result<()> {
+        let planned = self.planner.plan(now_ms(), causes, || BuildId::generate().to_string());
+        let mut first_error = None;
+        for build in planned {
+            if let Err(error) = self.dispatch(&build, traceparent).await {
+                tracing::warn!(image = %build.image, error = %error, "failed to request build");
+                self.planner.clear_pending(&build.image, &build.build_id);
+                first_error.get_or_insert(error);
+            }
+        }
+        self.persist_states().await?;
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    async fn dispatch(&self, build: &PlannedBuild, traceparent: Option<&str>) -> Result<()> {
+        let requested_at_ms = now_ms();
+        let record = BuildRecord {
+            build_id: build.build_id.clone(),
+            image: build.image.to_string(),
+            inputs_hash: build.inputs_hash.clone(),
+            status: "requested".to_string(),
+            causes: build.causes.clone(),
+            base_digest: build.base_digest.clone(),
+            sources: build.sources.clone(),
+            requested_at_ms,
+            ..Default::default()
+        };
+        self.builds_kv.put(&build.build_id, &record).await?;
+        let request = pb::BuildRequest {
+            build_id: build.build_id.clone(),
+            image: build.image.to_string(),
+            inputs_hash: build.inputs_hash.clone(),
+            base_ref: build.base_ref.clone(),
+            base_digest: build.base_digest.clone(),
+            sources: build
+                .sources
+                .iter()
+                .map(|source| pb::SourceCommit {
+                    url: source.url.clone(),
+                    ref_name: source.ref_name.clone(),
+                    commit: source.commit.clone(),
+                    commit_time: 0,
+                })
+                .collect(),
+            spec_json: build.spec_json.clone(),
+            causes: build.causes.iter().map(pb::Cause::from).collect(),
+            requested_at_ms,
+            priority: 0,
+        };
+        let names = self.bus.names();
+        let envelope = Envelope::new(
+            EventKind::BuildRequested,
+            deterministic_id(&["build-request", &build.build_id]),
+            self.bus.source(),
+            Some(build.image.as_str()),
+            traceparent,
+        );
+        self.bus
+            .publish(names.queue_subject(Queue::Build, &build.image), &envelope, &request)
+            .await?;
+        let mut event_envelope = envelope.clone();
+        event_envelope.id = deterministic_id(&["build-requested", &build.build_id]);
+        self.bus
+            .publish(
+                names.event_subject(EventKind::BuildRequested.token(), Some(&build.image)),
+                &event_envelope,
+                &request,
+            )
+            .await?;
+        tracing::info!(image = %build.image, build_id = %build.build_id, inputs_hash = %build.inputs_hash, "build requested");
+        Ok(())
+    }
+
+    async fn persist_states(&mut self) -> Result<()> {
+        let changed: Vec<(ImageName, ImageState)> = self
+            .planner
+            .images()
+            .iter()
+            .filter(|(name, state)| self.written.get(*name) != Some(*state))
+            .map(|(name, state)| (name.clone(), state.clone()))
+            .collect();
+        for (name, state) in changed {
+            self.images_kv.put(&name.kv_key(), &state).await?;
+            self.written.insert(name, state);
+        }
+        Ok(())
+    }
+}
+
+fn source_revision(source: &pb::SourceCommit) -> SourceRevision {
+    SourceRevision {
+        url: source.url.clone(),
+        ref_name: source.ref_name.clone(),
+        commit: source.commit.clone(),
+    }
+}
+
+fn retry(error: impl std::fmt::Display) -> Outcome {
+    Outcome::Retry {
+        reason: error.to_string(),
+        delay: Duration::from_secs(1),
+    }
+}

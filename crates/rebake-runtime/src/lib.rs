@@ -1,0 +1,103 @@
+//! The process runtime every Rebake service shares: one shutdown model and one telemetry
+//! setup.
+//!
+//! Shutdown: a root [`CancellationToken`] is cancelled by the first SIGINT or SIGTERM;
+//! services watch child tokens, stop taking work, finish or hand back (nak) what they hold,
+//! and return. A second SIGINT forces exit. [`TaskTracker`] tracks what services spawn.
+//!
+//! Telemetry: `tracing` with a `RUST_LOG`-style filter (default `warn,rebake=info`) in text
+//! or JSON.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+pub use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}, expected text or json")),
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber. `filter` is a `RUST_LOG`-style directive
+/// (`None` → the `RUST_LOG` value given, or `warn,rebake=info`).
+pub fn init_telemetry(format: LogFormat, rust_log: Option<&str>) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = rust_log
+        .and_then(|directive| EnvFilter::try_new(directive).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn,rebake=info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+    if let Err(error) = result {
+        eprintln!("tracing subscriber already installed: {error}");
+    }
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM; exits the process (code 130) on a second
+/// SIGINT. Runs until the process ends.
+pub async fn cancel_on_signals(token: CancellationToken) {
+    wait_for_signal().await;
+    tracing::info!("shutdown requested, finishing in-flight work (interrupt again to force)");
+    token.cancel();
+    wait_for_signal().await;
+    tracing::warn!("second interrupt, exiting now");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for tracked tasks to finish, at most `grace`. Returns whether they all did.
+pub async fn drain(tracker: &TaskTracker, grace: Duration) -> bool {
+    tracker.close();
+    tokio::time::timeout(grace, tracker.wait()).await.is_ok()
+}
+
+/// Version and build information for the startup line and `rebake version`.
+pub fn version_line() -> String {
+    format!(
+        "rebake {} ({} {})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("REBAKE_GIT_SHA").unwrap_or("unknown-sha"),
+        std::env::consts::ARCH
+    )
+}

@@ -1,0 +1,35 @@
+/// Failures of the scanner.
+#[derive(Debug, thiserror::Error)]
+pub enum ScannerError {
+    /// The staged image could not be read.
+    #[error("failed to read staged image")]
+    Registry(#[source] rebake_oci::OciError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] rebake_bus::BusError),
+}
+
+impl ScannerError {
+    /// Whether retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ScannerError::Registry(error) => error.is_transient(),
+            ScannerError::Bus(error) => error.is_transient(),
+        }
+    }
+
+    /// The message with its causes.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// Result with [`ScannerError`].
+pub type Result<T, E = ScannerError> = std::result::Result<T, E>;

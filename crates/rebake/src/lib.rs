@@ -1,0 +1,258 @@
+//! The `rebake` binary's library half: wiring every service from one validated config.
+//!
+//! `rebake serve <service>` and `rebake up` both call [`start`]; the end-to-end tests call
+//! it too, so there is one code path from config to running services. Each service gets its
+//! own NATS connection, its slice of the config, and the shared shutdown token and task
+//! tracker; listeners are bound here before anything starts, so a port clash fails start-up.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+
+use std::{collections::HashMap, net::SocketAddr, str::FromStr};
+
+use anyhow::{Context, Result};
+use rebake_bus::{Bus, Need};
+use rebake_config::{Catalog, Config};
+use rebake_events::Names;
+use rebake_oci::Registry;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// One service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Webhooks in.
+    Ingress,
+    /// Planner.
+    Resolver,
+    /// Build workers.
+    Builder,
+    /// Scanner stage.
+    Scanner,
+    /// Signer/publisher.
+    Signer,
+    /// Control API.
+    Control,
+}
+
+impl Service {
+    /// Every service, in start order.
+    pub const ALL: [Service; 6] = [
+        Service::Control,
+        Service::Signer,
+        Service::Scanner,
+        Service::Builder,
+        Service::Resolver,
+        Service::Ingress,
+    ];
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ingress => "ingress",
+            Service::Resolver => "resolver",
+            Service::Builder => "builder",
+            Service::Scanner => "scanner",
+            Service::Signer => "signer",
+            Service::Control => "control",
+        }
+    }
+}
+
+impl FromStr for Service {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Service::ALL
+            .into_iter()
+            .find(|service| service.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "unknown service {text:?}, expected one of ingress, resolver, builder, scanner, signer, control"
+                )
+            })
+    }
+}
+
+/// Addresses the started services listen on.
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    /// Ingress HTTP address.
+    pub ingress: Option<SocketAddr>,
+    /// Control gRPC address.
+    pub control: Option<SocketAddr>,
+}
+
+async fn connect(config: &Config, service: Service) -> Result<Bus> {
+    let names = Names::new(config.nats.prefix.clone()).context("invalid nats.prefix")?;
+    Bus::connect(
+        &config.nats.url,
+        names,
+        service.name(),
+        config.queues.ack_wait,
+        config.queues.max_deliver,
+    )
+    .await
+    .with_context(|| format!("failed to connect {} to nats at {}", service.name(), config.nats.url))
+}
+
+/// Reads every secret and file the chosen services need, before anything starts, so a
+/// missing key fails start-up with a clear message.
+struct Prepared {
+    catalog: Option<Catalog>,
+    ingress: Option<rebake_ingress::IngressSettings>,
+    signer_key: Option<rebake_signer::SignerKey>,
+    ingress_listener: Option<tokio::net::TcpListener>,
+    control_listener: Option<tokio::net::TcpListener>,
+}
+
+async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, String>) -> Result<Prepared> {
+    let mut prepared = Prepared {
+        catalog: None,
+        ingress: None,
+        signer_key: None,
+        ingress_listener: None,
+        control_listener: None,
+    };
+    if services.contains(&Service::Resolver) {
+        let catalog = Catalog::load(&config.catalog_dir)
+            .with_context(|| format!("failed to load the image catalog from {}", config.catalog_dir.display()))?;
+        prepared.catalog = Some(catalog);
+    }
+    if services.contains(&Service::Ingress) {
+        let read = |secret: &Option<rebake_config::Secret>, key: &str| -> Result<Option<Vec<u8>>> {
+            secret
+                .as_ref()
+                .map(|secret| secret.read(key, env))
+                .transpose()
+                .map_err(Into::into)
+        };
+        prepared.ingress = Some(rebake_ingress::IngressSettings {
+            max_body_bytes: config.ingress.max_body_bytes,
+            distribution_token: read(&config.ingress.distribution_token, "ingress.distribution.token")?,
+            distribution_registry_host: config.ingress.distribution_registry_host.clone(),
+            github_secret: read(&config.ingress.github_secret, "ingress.github.secret")?,
+        });
+        prepared.ingress_listener = Some(
+            tokio::net::TcpListener::bind(config.ingress.listen)
+                .await
+                .with_context(|| format!("failed to listen on {} (ingress.listen)", config.ingress.listen))?,
+        );
+    }
+    if services.contains(&Service::Signer) {
+        let key_secret = config
+            .signer
+            .key
+            .as_ref()
+            .context("signer.key is not set: the signer needs an ECDSA P-256 private key")?;
+        let pem = key_secret.read("signer.key", env)?;
+        let password = config
+            .signer
+            .password
+            .as_ref()
+            .map(|secret| secret.read("signer.password", env))
+            .transpose()?;
+        let key = rebake_signer::SignerKey::from_pem(&pem, password.as_deref()).context("failed to load signer.key")?;
+        prepared.signer_key = Some(key);
+    }
+    if services.contains(&Service::Control) {
+        prepared.control_listener = Some(
+            tokio::net::TcpListener::bind(config.control.listen)
+                .await
+                .with_context(|| format!("failed to listen on {} (control.listen)", config.control.listen))?,
+        );
+    }
+    Ok(prepared)
+}
+
+/// Starts `services` against the configured NATS. Returns once every service is running;
+/// they stop when `shutdown` is cancelled and `tracker` drains.
+pub async fn start(
+    services: &[Service],
+    config: &Config,
+    env: &HashMap<String, String>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<Started> {
+    let mut prepared = prepare(services, config, env).await?;
+    let registry =
+        Registry::try_new(config.registries.plain_http.clone()).context("failed to set up the registry client")?;
+    let mut started = Started::default();
+    // Create everything once up front, so the order services start in does not matter.
+    connect(config, Service::Control)
+        .await?
+        .ensure(&Need::all())
+        .await
+        .context("failed to create streams and buckets")?;
+    for service in Service::ALL.into_iter().filter(|service| services.contains(service)) {
+        let bus = connect(config, service).await?;
+        match service {
+            Service::Control => {
+                let listener = prepared
+                    .control_listener
+                    .take()
+                    .expect("prepare binds the control listener");
+                started.control = Some(listener.local_addr()?);
+                let token = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(error) = rebake_control::serve(bus, listener, token).await {
+                        tracing::error!(error = %error, "control stopped");
+                    }
+                });
+            }
+            Service::Signer => {
+                let key = prepared.signer_key.take().expect("prepare loads the signer key");
+                rebake_signer::serve(bus, registry.clone(), key, shutdown.clone(), tracker.clone())
+                    .await
+                    .context("failed to start the signer")?;
+            }
+            Service::Scanner => {
+                let policy = rebake_scanner::Policy {
+                    max_image_size_bytes: config.scanner.max_image_size_bytes,
+                };
+                rebake_scanner::serve(bus, registry.clone(), policy, shutdown.clone(), tracker.clone())
+                    .await
+                    .context("failed to start the scanner")?;
+            }
+            Service::Builder => {
+                let settings = rebake_builder::BuilderSettings {
+                    workers: config.builder.workers,
+                    work_dir: config.builder.work_dir.clone(),
+                    staging_prefix: config.builder.staging_prefix.clone(),
+                };
+                rebake_builder::serve(bus, registry.clone(), settings, shutdown.clone(), tracker.clone())
+                    .await
+                    .context("failed to start the builder")?;
+            }
+            Service::Resolver => {
+                let catalog = prepared.catalog.take().expect("prepare loads the catalog");
+                let settings = rebake_resolver::ResolverSettings {
+                    resync_interval: config.resolver.resync_interval,
+                };
+                rebake_resolver::serve(
+                    bus,
+                    registry.clone(),
+                    catalog,
+                    settings,
+                    shutdown.clone(),
+                    tracker.clone(),
+                )
+                .await
+                .context("failed to start the resolver")?;
+            }
+            Service::Ingress => {
+                let listener = prepared
+                    .ingress_listener
+                    .take()
+                    .expect("prepare binds the ingress listener");
+                started.ingress = Some(listener.local_addr()?);
+                let settings = prepared.ingress.take().expect("prepare builds ingress settings");
+                let token = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(error) = rebake_ingress::serve(bus, settings, listener, token).await {
+                        tracing::error!(error = %error, "ingress stopped");
+                    }
+                });
+            }
+        }
+    }
+    Ok(started)
+}

@@ -1,0 +1,114 @@
+//! Benchmarks of the spine, against real servers.
+//!
+//! `cargo run --release -p rebake-e2e --bin rebake-bench -- [--runs N] [--json PATH]`
+//!
+//! notify-to-published: for each run, a new image is pushed under the tracked base tag; the
+//! registry notifies the ingress; the app image is rebased, scanned, signed and published.
+//! Measured from the ingress receiving the notification (the `received_at` Rebake records as
+//! the build's first cause) to the publication time the signer records, and, from outside,
+//! from the end of the push to the moment the published state is observed. The child image
+//! is also rebuilt each time (the run waits for it before the next push).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rebake_e2e::Sandbox;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn stats(name: &str, mut values: Vec<f64>) -> serde_json::Value {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let row = serde_json::json!({
+        "metric": name,
+        "runs": values.len(),
+        "median_ms": percentile(&values, 50.0),
+        "p90_ms": percentile(&values, 90.0),
+        "p99_ms": percentile(&values, 99.0),
+        "min_ms": values.first().copied().unwrap_or(f64::NAN),
+        "max_ms": values.last().copied().unwrap_or(f64::NAN),
+    });
+    println!(
+        "{:<34} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+        name,
+        values.len(),
+        row["median_ms"].as_f64().unwrap_or(0.0),
+        row["p90_ms"].as_f64().unwrap_or(0.0),
+        row["min_ms"].as_f64().unwrap_or(0.0),
+        row["max_ms"].as_f64().unwrap_or(0.0)
+    );
+    row
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut runs = 20usize;
+    let mut json_path = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => {
+                runs = args
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs needs a number")?
+            }
+            "--json" => json_path = Some(args.next().context("--json needs a path")?),
+            "-h" | "--help" => {
+                println!("usage: rebake-bench [--runs N] [--json PATH]");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let sandbox = Sandbox::start("bench").await?;
+    eprintln!("warming up: first cascade…");
+    sandbox.push_base("v1", "warmup").await?;
+    let mut app = sandbox.wait_published("app", None).await?;
+    let mut child = sandbox.wait_published("child", None).await?;
+
+    let mut notify_to_published = Vec::new();
+    let mut push_to_observed = Vec::new();
+    for run in 0..runs {
+        let pushed = Instant::now();
+        sandbox.push_base("v1", &format!("run-{run}")).await?;
+        let push_done = pushed.elapsed();
+        let new_app = sandbox.wait_published("app", Some(&app)).await?;
+        let observed = pushed.elapsed() - push_done;
+        let state = sandbox.image_state("app").await?.context("app state")?;
+        let published = state.published.context("app published")?;
+        let first_cause = published.causes.first().context("build cause")?;
+        notify_to_published.push((published.published_at_ms - first_cause.at_ms) as f64);
+        push_to_observed.push(observed.as_secs_f64() * 1000.0);
+        app = new_app;
+        child = sandbox.wait_published("child", Some(&child)).await?;
+        eprint!(".");
+    }
+    eprintln!();
+    println!(
+        "{:<34} {:>5} {:>10} {:>10} {:>10} {:>10}",
+        "metric", "runs", "median ms", "p90 ms", "min ms", "max ms"
+    );
+    let rows = vec![
+        stats("notify-to-published (app)", notify_to_published),
+        stats("push-done-to-observed (app)", push_to_observed),
+    ];
+    let document = serde_json::json!({
+        "bench": "notify-to-published",
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "results": rows,
+    });
+    if let Some(path) = json_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
+        eprintln!("wrote {path}");
+    }
+    sandbox.stop().await;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The end-to-end sandbox: a real `nats-server`, a real `docker-registry` whose
+//! notifications point at the ingress under test, a local Git repository, a signing key, a
+//! catalog, and every Rebake service started in-process through `rebake::start` (the same
+//! code path as `rebake up`). Scenarios live in `tests/`.
+#![forbid(unsafe_code)]
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use hmac::{Hmac, Mac};
+use rebake_bus::{Bus, Kv};
+use rebake_events::{
+    Bucket, ImageName, Names,
+    state::{BuildRecord, ImageState},
+};
+use rebake_oci::{
+    Descriptor, ImageConfig, ImageManifest, LayerEntry, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry,
+    RuntimeConfig, build_layer, to_json_bytes,
+};
+use rebake_testkit::{NatsServer, Notifications, RegistryServer, free_port};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Token the registry sends with its notifications.
+pub const REGISTRY_TOKEN: &str = "registry-notify-token";
+/// GitHub webhook secret.
+pub const GITHUB_SECRET: &str = "github-webhook-secret";
+
+/// A running Rebake with its own servers.
+pub struct Sandbox {
+    /// NATS.
+    pub nats: NatsServer,
+    /// The registry.
+    pub registry_server: RegistryServer,
+    /// Registry client.
+    pub registry: Registry,
+    /// `127.0.0.1:<port>` of the registry.
+    pub host: String,
+    /// Ingress base URL.
+    pub ingress_url: String,
+    /// Control endpoint.
+    pub control_url: String,
+    /// Bus connection for assertions.
+    pub bus: Bus,
+    /// Work directory (git repo, keys, catalog, config).
+    pub dir: tempfile::TempDir,
+    /// The app's Git repository.
+    pub git_dir: PathBuf,
+    /// Public key PEM path.
+    pub public_key: PathBuf,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .with_context(|| format!("failed to run {program}"))?;
+    if !output.status.success() {
+        bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+impl Sandbox {
+    /// Starts everything. `prefix` keeps this sandbox's subjects apart.
+    pub async fn start(prefix: &str) -> Result<Sandbox> {
+        rebake_testkit::init_test_tracing();
+        let dir = tempfile::tempdir()?;
+        let nats = NatsServer::start().await?;
+        let ingress_port = free_port();
+        let control_port = free_port();
+        let registry_server = RegistryServer::start(Some(Notifications {
+            url: format!("http://127.0.0.1:{ingress_port}/v1/hooks/registry/distribution"),
+            token: REGISTRY_TOKEN.to_string(),
+        }))
+        .await?;
+        let host = registry_server.host();
+
+        // Git source.
+        let git_dir = dir.path().join("app-src");
+        std::fs::create_dir_all(git_dir.join("site"))?;
+        run(&git_dir, "git", &["init", "--quiet", "--initial-branch=main"])?;
+        std::fs::write(git_dir.join("site/index.html"), "<h1>v1</h1>\n")?;
+        std::fs::write(git_dir.join("site/run.sh"), "#!/bin/sh\necho hi\n")?;
+        run(&git_dir, "chmod", &["+x", "site/run.sh"])?;
+        run(&git_dir, "git", &["add", "."])?;
+        run(&git_dir, "git", &["commit", "--quiet", "-m", "v1"])?;
+
+        // Signing key.
+        let key = dir.path().join("cosign.key");
+        let public_key = dir.path().join("cosign.pub");
+        let ec = run(
+            dir.path(),
+            "openssl",
+            &["ecparam", "-genkey", "-name", "prime256v1", "-noout"],
+        )?;
+        std::fs::write(dir.path().join("ec.pem"), format!("{ec}\n"))?;
+        run(
+            dir.path(),
+            "openssl",
+            &["pkcs8", "-topk8", "-nocrypt", "-in", "ec.pem", "-out", "cosign.key"],
+        )?;
+        run(
+            dir.path(),
+            "openssl",
+            &["ec", "-in", "cosign.key", "-pubout", "-out", "cosign.pub"],
+        )?;
+
+        // Catalog.
+        let catalog = dir.path().join("images");
+        std::fs::create_dir_all(&catalog)?;
+        std::fs::write(
+            catalog.join("app.yaml"),
+            format!(
+                "name: app\nbase: {host}/base:v1\nsources:\n  - url: {git}\n    ref: main\n    path: site\n    dest: /srv/www\n    repo: github.com/octo/app\nconfig:\n  env: {{ MODE: prod }}\n  entrypoint: [/srv/www/run.sh]\n  user: \"1000\"\n  labels: {{ team: web }}\npublish:\n  repository: {host}/apps/app\n  tags: [latest, stable]\n",
+                git = git_dir.display()
+            ),
+        )?;
+        std::fs::write(
+            catalog.join("child.yaml"),
+            format!(
+                "name: child\nbase: {host}/apps/app:latest\nconfig:\n  cmd: [--verbose]\npublish:\n  repository: {host}/apps/child\n"
+            ),
+        )?;
+
+        let config_text = format!(
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: 5m\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n",
+            nats = nats.url(),
+            catalog = catalog.display(),
+            work = dir.path().join("work").display(),
+            key = key.display(),
+        );
+        let config_path = dir.path().join("rebake.yaml");
+        std::fs::write(&config_path, &config_text)?;
+        let env: HashMap<String, String> = [("TEST_GITHUB_SECRET".to_string(), GITHUB_SECRET.to_string())].into();
+        let config = rebake_config::Config::load(&config_path, &env)?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        rebake::start(&rebake::Service::ALL, &config, &env, shutdown.clone(), tracker.clone()).await?;
+        let bus = Bus::connect(&nats.url(), Names::new(prefix)?, "test", Duration::from_secs(10), 3).await?;
+        Ok(Sandbox {
+            registry: Registry::try_new(vec![host.clone()])?,
+            nats,
+            registry_server,
+            host,
+            ingress_url: format!("http://127.0.0.1:{ingress_port}"),
+            control_url: format!("http://127.0.0.1:{control_port}"),
+            bus,
+            git_dir,
+            public_key,
+            dir,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Stops the services (graceful).
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        rebake_runtime::drain(&self.tracker, Duration::from_secs(10)).await;
+    }
+
+    /// Pushes a base image `base:<tag>` whose single layer holds `/etc/base-release` = `release`.
+    /// Returns its digest. Uses Rebake's own OCI code.
+    pub async fn push_base(&self, tag: &str, release: &str) -> Result<String> {
+        let layer = build_layer(
+            vec![
+                LayerEntry::file("etc/base-release", 0o644, release.as_bytes().to_vec()),
+                LayerEntry::file("bin/tool", 0o755, format!("#!/bin/sh\necho {release}\n").into_bytes()),
+            ],
+            1_700_000_000,
+        )?;
+        self.registry
+            .push_blob(&self.host, "base", layer.compressed.clone())
+            .await?;
+        let config = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            config: Some(RuntimeConfig {
+                env: vec!["PATH=/usr/bin:/bin".into(), "MODE=dev".into()],
+                cmd: Some(vec!["/bin/sh".into()]),
+                ..Default::default()
+            }),
+            rootfs: rebake_oci::RootFs {
+                diff_ids: vec![layer.diff_id.clone()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let config_bytes = to_json_bytes(&config)?;
+        let config_digest = self
+            .registry
+            .push_blob(&self.host, "base", config_bytes.clone().into())
+            .await?;
+        let mut manifest = ImageManifest::new(
+            Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),
+            vec![Descriptor::new(OCI_LAYER_GZIP, layer.digest.clone(), layer.size)],
+        );
+        manifest.media_type = Some(OCI_MANIFEST.into());
+        let bytes = to_json_bytes(&manifest)?;
+        Ok(self
+            .registry
+            .put_manifest(&self.host, "base", tag, &bytes, OCI_MANIFEST)
+            .await?)
+    }
+
+    /// Commits a change to the app's source; returns the new commit.
+    pub fn commit_source(&self, content: &str) -> Result<String> {
+        std::fs::write(self.git_dir.join("site/index.html"), content)?;
+        run(&self.git_dir, "git", &["commit", "--quiet", "-am", "change"])?;
+        run(&self.git_dir, "git", &["rev-parse", "HEAD"])
+    }
+
+    /// A GitHub-format push event for the app's repository, and its signature header.
+    pub fn github_push(&self, before: &str, after: &str, secret: &str) -> (Vec<u8>, String) {
+        let body = serde_json::json!({
+            "ref": "refs/heads/main",
+            "before": before,
+            "after": after,
+            "created": false,
+            "deleted": false,
+            "forced": false,
+            "repository": {
+                "id": 1, "name": "app", "full_name": "octo/app",
+                "html_url": "https://github.com/octo/app",
+                "clone_url": "https://github.com/octo/app.git",
+                "created_at": 1_700_000_000, "pushed_at": 1_700_000_100, "updated_at": "2026-12-03T12:00:00Z"
+            },
+            "pusher": { "name": "octo", "email": "octo@example.invalid" },
+            "commits": [],
+            "head_commit": null
+        })
+        .to_string()
+        .into_bytes();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        (body, signature)
+    }
+
+    /// Sends a GitHub push webhook; returns the HTTP status.
+    pub async fn send_github(&self, body: Vec<u8>, signature: &str, delivery: &str) -> Result<u16> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/hooks/git/github", self.ingress_url))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// The state of `image`.
+    pub async fn image_state(&self, image: &str) -> Result<Option<ImageState>> {
+        let kv: Kv = self.bus.kv(Bucket::Images).await?;
+        Ok(kv.get(&ImageName::new(image)?.kv_key()).await?)
+    }
+
+    /// The published digest of `image`, if any.
+    pub async fn published_digest(&self, image: &str) -> Result<Option<String>> {
+        Ok(self
+            .image_state(image)
+            .await?
+            .and_then(|state| state.published.map(|p| p.digest)))
+    }
+
+    /// Every build record of `image`.
+    pub async fn builds_of(&self, image: &str) -> Result<Vec<BuildRecord>> {
+        let kv: Kv = self.bus.kv(Bucket::Builds).await?;
+        let mut builds: Vec<BuildRecord> = kv
+            .values::<serde_json::Value>()
+            .await?
+            .into_iter()
+            .filter(|(key, _)| !key.ends_with(".files"))
+            .filter_map(|(_, value)| serde_json::from_value::<BuildRecord>(value).ok())
+            .filter(|record| record.image == image)
+            .collect();
+        builds.sort_by_key(|record| record.requested_at_ms);
+        Ok(builds)
+    }
+
+    /// Waits until `image` is published with a digest other than `previous`; returns it.
+    pub async fn wait_published(&self, image: &str, previous: Option<&str>) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + rebake_testkit::patience();
+        loop {
+            if let Some(digest) = self.published_digest(image).await?
+                && Some(digest.as_str()) != previous
+            {
+                return Ok(digest);
+            }
+            if tokio::time::Instant::now() > deadline {
+                let state = self.image_state(image).await?;
+                bail!("{image} was not published (previous {previous:?}); state: {state:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads the published manifest of `repository:reference`.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<ImageManifest> {
+        Ok(self
+            .registry
+            .get_manifest(&self.host, repository, reference)
+            .await?
+            .to_manifest()?)
+    }
+}
