@@ -1,7 +1,8 @@
 //! Compiles `proto/` with `protox` (pure Rust, no `protoc` install) into prost + tonic code.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script binary may be shared by clones at other paths.
+    let proto_root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         proto_root.join("rebake/events/v1/events.proto"),
         proto_root.join("rebake/control/v1/control.proto"),

@@ -63,11 +63,16 @@ impl ConfigError {
             .location()
             .map(|location| (location.line(), location.column()))
             .unwrap_or((0, 0));
+        // serde_yaml appends " at line L column C"; the path:line:column prefix says it already.
+        let mut message = error.to_string();
+        if let Some(position) = message.rfind(" at line ") {
+            message.truncate(position);
+        }
         ConfigError::Parse {
             path: path.to_path_buf(),
             line,
             column,
-            message: error.to_string(),
+            message,
         }
     }
 

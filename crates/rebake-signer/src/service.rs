@@ -271,7 +271,7 @@ impl Worker {
         self.announce(build, job, traceparent)
             .await
             .map_err(at(STAGE_PUBLISH))?;
-        debug!(repository = %job.published.repo_string(), tags = ?job.tags, "image published");
+        info!(image = %job.image, build_id = %build.build_id, digest = %job.digest, repository = %job.published.repo_string(), tags = ?job.tags, "image published");
         Ok(())
     }
 

@@ -31,7 +31,11 @@ fn main() -> ExitCode {
                     Ok(config) => config,
                     Err(error) => return Err((EXIT_USAGE, error)),
                 };
-                cli::run_services(&services, config, env).await.map_err(|e| (1, e))
+                cli::run_services(&services, config, env).await.map_err(|error| {
+                    // Anything wrong with the configuration (catalog, secrets) is a usage error.
+                    let is_config = error.chain().any(|cause| cause.is::<rebake_config::ConfigError>());
+                    (if is_config { EXIT_USAGE } else { 1 }, error)
+                })
             }
             (Command::Version, _) => {
                 println!("{}", rebake_runtime::version_line());

@@ -75,6 +75,18 @@ async fn main() -> Result<()> {
 
     let mut notify_to_published = Vec::new();
     let mut push_to_observed = Vec::new();
+    // Where the time goes, per segment of the app's build record.
+    let segment_names = [
+        "  notify -> build requested",
+        "  requested -> build started",
+        "  build (assemble + stage)",
+        "  built -> scan started",
+        "  scan",
+        "  scanned -> sign started",
+        "  sign + promote",
+        "  promoted -> published event",
+    ];
+    let mut segments: Vec<Vec<f64>> = vec![Vec::new(); segment_names.len()];
     for run in 0..runs {
         let pushed = Instant::now();
         sandbox.push_base("v1", &format!("run-{run}")).await?;
@@ -85,6 +97,35 @@ async fn main() -> Result<()> {
         let published = state.published.context("app published")?;
         let first_cause = published.causes.first().context("build cause")?;
         notify_to_published.push((published.published_at_ms - first_cause.at_ms) as f64);
+        let record = sandbox
+            .builds_of("app")
+            .await?
+            .into_iter()
+            .find(|record| record.build_id == published.build_id)
+            .context("build record of the published build")?;
+        let stage = |name: &str| {
+            record
+                .stages
+                .iter()
+                .find(|stage| stage.name == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (build, scan, sign, publish) = (stage("build"), stage("scan"), stage("sign"), stage("publish"));
+        let points = [
+            first_cause.at_ms,
+            record.requested_at_ms,
+            build.started_at_ms,
+            build.finished_at_ms,
+            scan.started_at_ms,
+            scan.finished_at_ms,
+            sign.started_at_ms,
+            publish.finished_at_ms.max(sign.finished_at_ms),
+            published.published_at_ms,
+        ];
+        for (index, pair) in points.windows(2).enumerate() {
+            segments[index].push((pair[1] - pair[0]) as f64);
+        }
         push_to_observed.push(observed.as_secs_f64() * 1000.0);
         app = new_app;
         child = sandbox.wait_published("child", Some(&child)).await?;
@@ -95,10 +136,11 @@ async fn main() -> Result<()> {
         "{:<34} {:>5} {:>10} {:>10} {:>10} {:>10}",
         "metric", "runs", "median ms", "p90 ms", "min ms", "max ms"
     );
-    let rows = vec![
-        stats("notify-to-published (app)", notify_to_published),
-        stats("push-done-to-observed (app)", push_to_observed),
-    ];
+    let mut rows = vec![stats("notify-to-published (app)", notify_to_published)];
+    for (name, values) in segment_names.iter().zip(segments) {
+        rows.push(stats(name, values));
+    }
+    rows.push(stats("push-done-to-observed (app)", push_to_observed));
     let document = serde_json::json!({
         "bench": "notify-to-published",
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },

@@ -10,6 +10,9 @@
 //!
 //! and prints what was rebuilt, why, in which order, and how long each took from the upstream
 //! change to the signed publication. Ctrl-C stops everything it started.
+//!
+//! `--keep` leaves everything running after the summary (until Ctrl-C), so you can query the
+//! control API with `rebake images`/`rebake watch` and verify signatures yourself.
 
 use std::time::Instant;
 
@@ -18,8 +21,9 @@ use rebake_e2e::{GITHUB_SECRET, Sandbox};
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let keep = std::env::args().any(|arg| arg == "--keep");
     tokio::select! {
-        result = run() => result,
+        result = run(keep) => result,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\ninterrupted: stopping nats-server, docker-registry and every service");
             Ok(())
@@ -27,7 +31,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn run() -> Result<()> {
+async fn run(keep: bool) -> Result<()> {
     println!("starting nats-server, docker-registry and every Rebake service…");
     let sandbox = Sandbox::start("example").await?;
     println!("  nats      {}", sandbox.nats.url());
@@ -123,6 +127,27 @@ async fn run() -> Result<()> {
         sandbox.host,
         sandbox.public_key.display()
     );
+    if keep {
+        println!();
+        println!("everything keeps running until Ctrl-C. Try, in another terminal:");
+        println!("  cargo run -p rebake -- images --endpoint {}", sandbox.control_url);
+        println!(
+            "  cargo run -p rebake -- watch --endpoint {} --from 1",
+            sandbox.control_url
+        );
+        println!(
+            "  skopeo inspect --tls-verify=false docker://{}/apps/app:latest",
+            sandbox.host
+        );
+        println!(
+            "  skopeo inspect --raw --tls-verify=false docker://{}/apps/app:sha256-{}.sig",
+            sandbox.host,
+            app3.trim_start_matches("sha256:")
+        );
+        std::future::pending::<()>().await;
+    } else {
+        println!("(run with --keep to leave it running and look around)");
+    }
     sandbox.stop().await;
     Ok(())
 }
