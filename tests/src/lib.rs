@@ -72,19 +72,42 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// How a sandbox differs from the default.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether the registry notifies the ingress (off: only the resync sees changes).
+    pub notifications: bool,
+    /// The resolver's resync interval.
+    pub resync_interval: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            notifications: true,
+            resync_interval: "5m".to_string(),
+        }
+    }
+}
+
 impl Sandbox {
     /// Starts everything. `prefix` keeps this sandbox's subjects apart.
     pub async fn start(prefix: &str) -> Result<Sandbox> {
+        Self::start_with(prefix, Options::default()).await
+    }
+
+    /// Starts everything with `options`.
+    pub async fn start_with(prefix: &str, options: Options) -> Result<Sandbox> {
         rebake_testkit::init_test_tracing();
         let dir = tempfile::tempdir()?;
         let nats = NatsServer::start().await?;
         let ingress_port = free_port();
         let control_port = free_port();
-        let registry_server = RegistryServer::start(Some(Notifications {
+        let notifications = options.notifications.then(|| Notifications {
             url: format!("http://127.0.0.1:{ingress_port}/v1/hooks/registry/distribution"),
             token: REGISTRY_TOKEN.to_string(),
-        }))
-        .await?;
+        });
+        let registry_server = RegistryServer::start(notifications).await?;
         let host = registry_server.host();
 
         // Git source.
@@ -135,11 +158,12 @@ impl Sandbox {
         )?;
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: 5m\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n",
             nats = nats.url(),
             catalog = catalog.display(),
             work = dir.path().join("work").display(),
             key = key.display(),
+            resync = options.resync_interval,
         );
         let config_path = dir.path().join("rebake.yaml");
         std::fs::write(&config_path, &config_text)?;
