@@ -115,6 +115,7 @@ impl Worker {
             };
         };
         let traceparent = delivery.envelope().traceparent.clone();
+        let last_attempt = delivery.is_last_attempt();
         // No-op and superseded checks (the resolver is the only writer of image state).
         match self.images_kv.get::<ImageState>(&image.kv_key()).await {
             Ok(Some(state)) => {
@@ -153,7 +154,7 @@ impl Worker {
         .await;
         let staged = match built {
             Ok(staged) => staged,
-            Err(error) if error.is_transient() => {
+            Err(error) if error.is_transient() && !last_attempt => {
                 tracing::warn!(image = %image, build_id = %request.build_id, error = %error.chain(), "build failed, will retry");
                 return retry(error.chain());
             }

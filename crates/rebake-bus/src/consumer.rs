@@ -49,6 +49,7 @@ pub enum Outcome {
 pub struct Delivery {
     message: Message,
     envelope: Envelope,
+    max_deliver: i64,
 }
 
 impl Delivery {
@@ -78,6 +79,14 @@ impl Delivery {
     /// How many times it has been delivered (1 on first delivery).
     pub fn delivered(&self) -> i64 {
         self.message.info().map(|info| info.delivered).unwrap_or(1)
+    }
+
+    /// Whether this is the last delivery JetStream will make. A handler that would retry a
+    /// transient failure should instead record it as a failure on the last attempt (and
+    /// return [`Outcome::Done`]), so the rest of the system learns of it rather than only the
+    /// dead-letter stream.
+    pub fn is_last_attempt(&self) -> bool {
+        self.delivered() >= self.max_deliver
     }
 
     /// The raw payload.
@@ -233,7 +242,11 @@ where
             return;
         }
     };
-    let delivery = Delivery { message, envelope };
+    let delivery = Delivery {
+        message,
+        envelope,
+        max_deliver: bus.max_deliver,
+    };
     let kind: EventKind = delivery.envelope.kind;
     let delivered = delivery.delivered();
     // Heartbeat while the handler works.

@@ -72,9 +72,10 @@ async fn work_is_acked_retried_then_dead_lettered() -> Result<()> {
     let names = bus.names().clone();
     let attempts = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
+    let last_attempts = Arc::new(AtomicUsize::new(0));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (attempts_in, done_in) = (attempts.clone(), done.clone());
+    let (attempts_in, done_in, last_in) = (attempts.clone(), done.clone(), last_attempts.clone());
     run_consumer(
         bus.clone(),
         ConsumerSpec {
@@ -87,7 +88,7 @@ async fn work_is_acked_retried_then_dead_lettered() -> Result<()> {
         shutdown.clone(),
         tracker.clone(),
         move |delivery| {
-            let (attempts, done) = (attempts_in.clone(), done_in.clone());
+            let (attempts, done, last) = (attempts_in.clone(), done_in.clone(), last_in.clone());
             async move {
                 let event: pb::BuildDone = match delivery.decode() {
                     Ok(event) => event,
@@ -98,7 +99,11 @@ async fn work_is_acked_retried_then_dead_lettered() -> Result<()> {
                     }
                 };
                 if event.image == "flaky" {
-                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                    if delivery.is_last_attempt() {
+                        assert_eq!(attempt, 3, "only the third delivery is the last");
+                        last.fetch_add(1, Ordering::SeqCst);
+                    }
                     return Outcome::Retry {
                         reason: "still broken".into(),
                         delay: Duration::from_millis(50),
@@ -161,6 +166,11 @@ async fn work_is_acked_retried_then_dead_lettered() -> Result<()> {
         .map(|v| v.as_str().to_string());
     assert!(reason.is_some(), "dead letters carry the reason");
     assert_eq!(done.load(Ordering::SeqCst), 1, "nothing handled twice");
+    assert_eq!(
+        last_attempts.load(Ordering::SeqCst),
+        1,
+        "the last attempt is announced once"
+    );
     shutdown.cancel();
     tracker.close();
     tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await?;

@@ -134,10 +134,11 @@ impl Scanner {
             };
         };
         let traceparent = delivery.envelope().traceparent.clone();
+        let delivery_is_last = delivery.is_last_attempt();
         let started_at_ms = now_ms();
         let (files, size) = match read_inventory(&self.registry, &done.staging_repository, &done.digest).await {
             Ok(result) => result,
-            Err(error) if error.is_transient() => return retry(error.chain()),
+            Err(error) if error.is_transient() && !delivery_is_last => return retry(error.chain()),
             Err(error) => {
                 let verdict = Verdict::deny("readable-image", format!("cannot read staged image: {}", error.chain()));
                 return self.finish(&image, done, started_at_ms, 0, verdict, &traceparent).await;

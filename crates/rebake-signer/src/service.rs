@@ -187,6 +187,7 @@ impl Worker {
         let span = tracing::debug_span!("sign", build_id = %build.build_id, image = %image, digest = %build.digest);
         let traceparent = delivery.envelope().traceparent.clone();
         let delivered = delivery.delivered();
+        let last_attempt = delivery.is_last_attempt();
         async move {
             if !scan.passed {
                 // The scanner only enqueues passed scans; a failed one is never published.
@@ -201,7 +202,7 @@ impl Worker {
             };
             match self.process(&build, &job, &traceparent).await {
                 Ok(()) => Outcome::Done,
-                Err(StageError { error, .. }) if error.is_transient() => Outcome::Retry {
+                Err(StageError { error, .. }) if error.is_transient() && !last_attempt => Outcome::Retry {
                     reason: error_chain(&error),
                     delay: retry_delay(delivered),
                 },
