@@ -1,0 +1,98 @@
+//! [`rebake_feeds::deb::assemble`] against real `.deb`s from this machine's apt. Skips (with
+//! a printed reason) when `apt-get download` cannot run or fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rebake_feeds::deb::{self, DebPackage};
+use rebake_oci::{LayerEntry, LayerEntryKind, build_layer};
+
+fn download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
+    let out = Command::new("apt-get")
+        .arg("download")
+        .args(names)
+        .current_dir(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            eprintln!(
+                "skipping: apt-get download failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("skipping: cannot run apt-get: {e}");
+            return None;
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    files.sort();
+    Some(files)
+}
+
+fn find<'a>(entries: &'a [LayerEntry], path: &str) -> Option<&'a LayerEntry> {
+    entries.iter().find(|e| e.path == path)
+}
+
+fn text(entries: &[LayerEntry], path: &str) -> String {
+    match &find(entries, path).unwrap_or_else(|| panic!("{path} missing")).kind {
+        LayerEntryKind::File { content } => String::from_utf8(content.clone()).unwrap(),
+        other => panic!("{path} is {other:?}"),
+    }
+}
+
+#[test]
+fn assembles_real_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(files) = download(dir.path(), &["base-files", "netbase", "tzdata"]) else {
+        return;
+    };
+    let mut packages: Vec<DebPackage> = files
+        .iter()
+        .map(|f| deb::read_deb(&std::fs::read(f).unwrap()).unwrap())
+        .collect();
+    packages.sort_by(|a, b| a.control.get("Package").cmp(&b.control.get("Package")));
+    assert_eq!(packages.len(), 3);
+
+    let entries = deb::assemble::assemble(&packages).unwrap();
+    assert_eq!(entries, deb::assemble::assemble(&packages).unwrap());
+
+    // Sorted, unique, relative.
+    assert!(entries.windows(2).all(|w| w[0].path < w[1].path));
+    assert!(entries.iter().all(|e| !e.path.starts_with('/')));
+
+    assert!(find(&entries, "etc/debian_version").is_some());
+    assert!(find(&entries, "etc/services").is_some());
+    assert!(
+        find(&entries, "usr/share/zoneinfo/UTC").is_some() || find(&entries, "usr/share/zoneinfo/Etc/UTC").is_some()
+    );
+
+    let status = text(&entries, "var/lib/dpkg/status");
+    let paragraphs = deb::parse_paragraphs(&status).unwrap();
+    let names: Vec<_> = paragraphs.iter().map(|p| p.get("Package").unwrap()).collect();
+    assert_eq!(names, ["base-files", "netbase", "tzdata"]);
+    for p in &paragraphs {
+        assert_eq!(p.get("Status"), Some("install ok installed"));
+        assert!(p.get("Version").is_some());
+        let name = p.get("Package").unwrap();
+        let single = text(&entries, &format!("var/lib/dpkg/status.d/{name}"));
+        assert_eq!(deb::parse_paragraphs(&single).unwrap(), std::slice::from_ref(p));
+        let list = text(&entries, &format!("var/lib/dpkg/info/{name}.list"));
+        assert!(list.starts_with("/.\n"), "{name}.list: {list}");
+        assert!(find(&entries, &format!("var/lib/dpkg/info/{name}.md5sums")).is_some());
+    }
+    let base_list = text(&entries, "var/lib/dpkg/info/base-files.list");
+    assert!(base_list.lines().any(|l| l == "/etc/debian_version"));
+    assert!(base_list.lines().any(|l| l == "/etc"));
+
+    let first = build_layer(entries.clone(), 0).unwrap();
+    let second = build_layer(deb::assemble::assemble(&packages).unwrap(), 0).unwrap();
+    assert_eq!(first.digest, second.digest);
+    assert_eq!(first.diff_id, second.diff_id);
+}
