@@ -333,6 +333,20 @@ impl Sandbox {
         }
     }
 
+    /// Waits until the app and then its child are published on top of `base` (each for the
+    /// first time), checking each one's base digest annotation; returns their digests.
+    pub async fn wait_first_cascade(&self, base: &str) -> Result<(String, String)> {
+        let app = self.wait_published("app", None).await?;
+        let child = self.wait_published("child", None).await?;
+        let app_base =
+            self.manifest("apps/app", &app).await?.annotations["org.opencontainers.image.base.digest"].clone();
+        anyhow::ensure!(app_base == base, "app is built on {app_base}, not {base}");
+        let child_base =
+            self.manifest("apps/child", &child).await?.annotations["org.opencontainers.image.base.digest"].clone();
+        anyhow::ensure!(child_base == app, "child is built on {child_base}, not the app's {app}");
+        Ok((app, child))
+    }
+
     /// Reads the published manifest of `repository:reference`.
     pub async fn manifest(&self, repository: &str, reference: &str) -> Result<ImageManifest> {
         Ok(self

@@ -16,12 +16,7 @@ async fn a_nats_outage_delays_the_cascade_and_loses_nothing() -> Result<()> {
     let ready = reqwest::get(format!("{}/readyz", sandbox.ingress_url)).await?.status();
     ensure!(ready == 503, "readyz answered {ready} with NATS down");
     sandbox.nats.restart().await?;
-    let app = sandbox.wait_published("app", None).await?;
-    let child = sandbox.wait_published("child", None).await?;
-    let app_manifest = sandbox.manifest("apps/app", &app).await?;
-    ensure!(app_manifest.annotations["org.opencontainers.image.base.digest"] == base);
-    let child_manifest = sandbox.manifest("apps/child", &child).await?;
-    ensure!(child_manifest.annotations["org.opencontainers.image.base.digest"] == app);
+    sandbox.wait_first_cascade(&base).await?;
     sandbox.stop().await;
     Ok(())
 }

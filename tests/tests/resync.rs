@@ -15,12 +15,7 @@ async fn a_lost_notification_only_delays_the_cascade() -> Result<()> {
     )
     .await?;
     let base = sandbox.push_base("v1", "quiet").await?;
-    let app = sandbox.wait_published("app", None).await?;
-    let child = sandbox.wait_published("child", None).await?;
-    let app_manifest = sandbox.manifest("apps/app", &app).await?;
-    ensure!(app_manifest.annotations["org.opencontainers.image.base.digest"] == base);
-    let child_manifest = sandbox.manifest("apps/child", &child).await?;
-    ensure!(child_manifest.annotations["org.opencontainers.image.base.digest"] == app);
+    sandbox.wait_first_cascade(&base).await?;
     let app_build = sandbox.builds_of("app").await?.pop().expect("app was built");
     ensure!(
         app_build.causes.first().map(|c| c.kind.as_str()) == Some("resync"),

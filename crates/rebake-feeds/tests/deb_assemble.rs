@@ -1,40 +1,12 @@
 //! [`rebake_feeds::deb::assemble`] against real `.deb`s from this machine's apt. Skips (with
 //! a printed reason) when `apt-get download` cannot run or fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::download;
 
 use rebake_feeds::deb::{self, DebPackage};
 use rebake_oci::{LayerEntry, LayerEntryKind, build_layer};
-
-fn download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
-    let out = Command::new("apt-get")
-        .arg("download")
-        .args(names)
-        .current_dir(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "skipping: apt-get download failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipping: cannot run apt-get: {e}");
-            return None;
-        }
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    files.sort();
-    Some(files)
-}
 
 fn find<'a>(entries: &'a [LayerEntry], path: &str) -> Option<&'a LayerEntry> {
     entries.iter().find(|e| e.path == path)

@@ -5,36 +5,11 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rebake_feeds::deb::{self, EntryKind, Version};
+mod common;
 
-fn download(dir: &Path, names: &[&str]) -> Option<Vec<PathBuf>> {
-    let out = Command::new("apt-get")
-        .arg("download")
-        .args(names)
-        .current_dir(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "skipping: apt-get download failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipping: cannot run apt-get: {e}");
-            return None;
-        }
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    files.sort();
-    Some(files)
-}
+use common::download;
+
+use rebake_feeds::deb::{self, EntryKind, Version};
 
 #[test]
 fn deb_reads_real_files() {
