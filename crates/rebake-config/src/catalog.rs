@@ -428,3 +428,20 @@ mod tests {
         assert_eq!(normalise_git_identity("/srv/git/app.git"), "/srv/git/app");
     }
 }
+
+#[cfg(test)]
+mod shipped_examples {
+    use super::*;
+
+    /// The example catalog under `deploy/examples/images` is documentation: it must load.
+    #[test]
+    fn example_catalog_loads_with_its_graph() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/images");
+        let catalog = Catalog::load(&dir).unwrap();
+        assert_eq!(catalog.len(), 3);
+        let web = ImageName::new("apps/web").unwrap();
+        let debug = ImageName::new("apps/web-debug").unwrap();
+        assert_eq!(catalog.parent(&web), Some(&ImageName::new("base").unwrap()));
+        assert_eq!(catalog.parent(&debug), Some(&web));
+    }
+}

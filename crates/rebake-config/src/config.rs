@@ -516,3 +516,18 @@ mod secret_tests {
         assert!(missing.contains("NOPE") && missing.contains("signer.key"), "{missing}");
     }
 }
+
+#[cfg(test)]
+mod shipped_examples {
+    use super::*;
+
+    /// `deploy/config/rebake.example.yaml` is the documented reference: it must load.
+    #[test]
+    fn reference_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/rebake.example.yaml");
+        let config = Config::load(&path, &HashMap::new()).unwrap();
+        assert_eq!(config.nats.prefix, "rebake");
+        assert_eq!(config.builder.workers, 2);
+        assert!(config.signer.key.is_some());
+    }
+}
