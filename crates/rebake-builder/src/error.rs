@@ -49,14 +49,7 @@ impl BuilderError {
 
     /// The message with its causes, for records and events.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        rebake_bus::error_chain(self)
     }
 }
 

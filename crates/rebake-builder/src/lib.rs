@@ -350,8 +350,5 @@ fn revision(source: &pb::SourceCommit) -> SourceRevision {
 }
 
 fn retry(error: impl std::fmt::Display) -> Outcome {
-    Outcome::Retry {
-        reason: error.to_string(),
-        delay: Duration::from_secs(2),
-    }
+    Outcome::retry(error, Duration::from_secs(2))
 }

@@ -45,6 +45,16 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// [`Outcome::Retry`] after `delay`, with `reason` as text.
+    pub fn retry(reason: impl std::fmt::Display, delay: Duration) -> Self {
+        Outcome::Retry {
+            reason: reason.to_string(),
+            delay,
+        }
+    }
+}
+
 /// One received message, with its CloudEvents envelope already read.
 pub struct Delivery {
     message: Message,

@@ -76,5 +76,18 @@ impl BusError {
     }
 }
 
+/// An error and all its sources, `outer: inner: innermost`, for logs, failure reasons and
+/// messages to clients (every service reports failures this way).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Result with [`BusError`].
 pub type Result<T, E = BusError> = std::result::Result<T, E>;

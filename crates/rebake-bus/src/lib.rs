@@ -22,5 +22,5 @@ mod kv;
 pub use async_nats;
 pub use bus::{Bus, Need};
 pub use consumer::{ConsumerSpec, Delivery, Outcome, run_consumer};
-pub use error::{BusError, Result};
+pub use error::{BusError, Result, error_chain};
 pub use kv::Kv;

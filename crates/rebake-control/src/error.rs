@@ -99,17 +99,7 @@ impl From<ControlError> for tonic::Status {
     }
 }
 
-/// `error: cause: cause…`, for messages sent to clients.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
+use rebake_bus::error_chain;
 
 /// Result with [`ControlError`].
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;

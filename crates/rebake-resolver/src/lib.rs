@@ -519,8 +519,5 @@ fn source_revision(source: &pb::SourceCommit) -> SourceRevision {
 }
 
 fn retry(error: impl std::fmt::Display) -> Outcome {
-    Outcome::Retry {
-        reason: error.to_string(),
-        delay: Duration::from_secs(1),
-    }
+    Outcome::retry(error, Duration::from_secs(1))
 }

@@ -18,16 +18,9 @@ impl ScannerError {
         }
     }
 
-    /// The message with its causes.
+    /// The message with its causes, for records and events.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        rebake_bus::error_chain(self)
     }
 }
 

@@ -289,8 +289,5 @@ impl Scanner {
 }
 
 fn retry(error: impl std::fmt::Display) -> Outcome {
-    Outcome::Retry {
-        reason: error.to_string(),
-        delay: Duration::from_secs(2),
-    }
+    Outcome::retry(error, Duration::from_secs(2))
 }

@@ -84,17 +84,7 @@ impl SignerError {
     }
 }
 
-/// The error and all its sources, `outer: inner: innermost`, for logs and failure reasons.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
+pub(crate) use rebake_bus::error_chain;
 
 /// Result with [`SignerError`].
 pub type Result<T, E = SignerError> = std::result::Result<T, E>;
