@@ -4,6 +4,8 @@
 //! code path as `rebake up`). Scenarios live in `tests/`.
 #![forbid(unsafe_code)]
 
+pub mod debfeed;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -79,6 +81,14 @@ pub struct Options {
     pub notifications: bool,
     /// The resolver's resync interval.
     pub resync_interval: String,
+    /// Whether the catalog has the default `app` and `child` images.
+    pub default_images: bool,
+    /// More catalog files: (file name, YAML); `{host}` is replaced by the registry host.
+    pub images: Vec<(String, String)>,
+    /// The `feeds:` section (YAML, already indented by two spaces), if any.
+    pub feeds: String,
+    /// How often the ingress polls feeds.
+    pub feed_poll_interval: String,
 }
 
 impl Default for Options {
@@ -86,6 +96,10 @@ impl Default for Options {
         Self {
             notifications: true,
             resync_interval: "5m".to_string(),
+            default_images: true,
+            images: Vec::new(),
+            feeds: String::new(),
+            feed_poll_interval: "5m".to_string(),
         }
     }
 }
@@ -143,27 +157,38 @@ impl Sandbox {
         // Catalog.
         let catalog = dir.path().join("images");
         std::fs::create_dir_all(&catalog)?;
-        std::fs::write(
-            catalog.join("app.yaml"),
-            format!(
-                "name: app\nbase: {host}/base:v1\nsources:\n  - url: {git}\n    ref: main\n    path: site\n    dest: /srv/www\n    repo: github.com/octo/app\nconfig:\n  env: {{ MODE: prod }}\n  entrypoint: [/srv/www/run.sh]\n  user: \"1000\"\n  labels: {{ team: web }}\npublish:\n  repository: {host}/apps/app\n  tags: [latest, stable]\n",
-                git = git_dir.display()
-            ),
-        )?;
-        std::fs::write(
-            catalog.join("child.yaml"),
-            format!(
-                "name: child\nbase: {host}/apps/app:latest\nconfig:\n  cmd: [--verbose]\npublish:\n  repository: {host}/apps/child\n"
-            ),
-        )?;
+        for (file, yaml) in &options.images {
+            std::fs::write(catalog.join(file), yaml.replace("{host}", &host))?;
+        }
+        if options.default_images {
+            std::fs::write(
+                catalog.join("app.yaml"),
+                format!(
+                    "name: app\nbase: {host}/base:v1\nsources:\n  - url: {git}\n    ref: main\n    path: site\n    dest: /srv/www\n    repo: github.com/octo/app\nconfig:\n  env: {{ MODE: prod }}\n  entrypoint: [/srv/www/run.sh]\n  user: \"1000\"\n  labels: {{ team: web }}\npublish:\n  repository: {host}/apps/app\n  tags: [latest, stable]\n",
+                    git = git_dir.display()
+                ),
+            )?;
+            std::fs::write(
+                catalog.join("child.yaml"),
+                format!(
+                    "name: child\nbase: {host}/apps/app:latest\nconfig:\n  cmd: [--verbose]\npublish:\n  repository: {host}/apps/child\n"
+                ),
+            )?;
+        }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}",
             nats = nats.url(),
             catalog = catalog.display(),
             work = dir.path().join("work").display(),
             key = key.display(),
             resync = options.resync_interval,
+            poll = options.feed_poll_interval,
+            feeds = if options.feeds.is_empty() {
+                String::new()
+            } else {
+                format!("feeds:\n{}", options.feeds)
+            },
         );
         let config_path = dir.path().join("rebake.yaml");
         std::fs::write(&config_path, &config_text)?;

@@ -11,6 +11,7 @@ async fn a_lost_notification_only_delays_the_cascade() -> Result<()> {
         Options {
             notifications: false,
             resync_interval: "1s".to_string(),
+            ..Options::default()
         },
     )
     .await?;

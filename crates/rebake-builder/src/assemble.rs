@@ -1,33 +1,41 @@
-//! Deterministic image assembly: base manifest + one layer of source files + config.
+//! Deterministic image assembly: base manifest, a package layer, one layer of source files
+//! and the config, per platform, under an index when the spec lists platforms.
 //! Same request → same bytes → same digest.
 
 use std::{collections::BTreeMap, path::Path};
 
 use rebake_config::ImageSpec;
 use rebake_events::{pb, rfc3339_ms};
+use rebake_feeds::fetch::FeedClient;
 use rebake_oci::{
-    Descriptor, History, ImageConfig, ImageManifest, ImageRef, LayerEntry, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST,
-    Registry, RuntimeConfig, build_layer, select_platform, to_json_bytes,
+    BuiltLayer, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, ImageRef, LayerEntry, OCI_CONFIG,
+    OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Platform, Registry, RuntimeConfig, build_layer, select_platform,
+    to_json_bytes,
 };
 
-use crate::{BuilderError, Result, git};
+use crate::{BuilderError, Result, git, packages};
 
 /// A staged image.
 #[derive(Debug, Clone)]
 pub struct Staged {
     /// Staging repository with registry, no tag.
     pub repository: String,
-    /// Manifest digest.
+    /// Manifest (or index) digest.
     pub digest: String,
+    /// Its media type (OCI manifest or OCI index).
+    pub media_type: String,
     /// Config + compressed layers, bytes.
     pub size_bytes: i64,
     /// Sources with their commit times.
     pub sources: Vec<pb::SourceCommit>,
 }
 
-/// Builds `request` and pushes it to `staging_prefix/<image>` on the publish registry.
+/// Builds `request` and pushes it to `staging_prefix/<image>` on the publish registry: one
+/// manifest, or, when the spec lists `platforms`, one manifest per platform under an OCI
+/// image index (the index is what is staged, signed and published, so tags move once).
 pub async fn build_and_stage(
     registry: &Registry,
+    feeds: &FeedClient,
     work_dir: &Path,
     staging_prefix: &str,
     request: &pb::BuildRequest,
@@ -38,33 +46,12 @@ pub async fn build_and_stage(
     let publish =
         ImageRef::parse(&spec.publish.repository).map_err(|error| invalid(format!("publish.repository: {error}")))?;
     let staging_repository = format!("{}/{}", staging_prefix.trim_matches('/'), spec.name.as_str());
-
-    // 1. Base.
-    let (mut config, mut layers, base_name) = if spec.is_scratch() {
-        let config = ImageConfig {
-            architecture: "amd64".to_string(),
-            os: "linux".to_string(),
-            ..Default::default()
-        };
-        (config, Vec::new(), None)
-    } else {
-        let base = load_base(registry, &request.base_ref, &request.base_digest).await?;
-        // Base layers reach the staging repository by cross-repository mount.
-        for layer in &base.manifest.layers {
-            registry
-                .copy_blob(
-                    &base.reference.registry,
-                    &base.reference.repository,
-                    &publish.registry,
-                    &staging_repository,
-                    &layer.digest,
-                )
-                .await?;
-        }
-        (base.config, base.manifest.layers, Some(base.name))
+    let target = Target {
+        registry: &publish.registry,
+        repository: &staging_repository,
     };
 
-    // 2. Sources → one layer.
+    // Sources → one layer, shared by every platform.
     let mut files: BTreeMap<String, LayerEntry> = BTreeMap::new();
     let mut sources = Vec::new();
     let mut epoch: i64 = 0;
@@ -95,74 +82,207 @@ pub async fn build_and_stage(
         )));
     }
     let created = rfc3339_seconds(epoch);
-    if !files.is_empty() {
+    let source_layer = if files.is_empty() {
+        None
+    } else {
         let layer = build_layer(files.into_values().collect(), epoch.max(0) as u64)?;
         registry
-            .push_blob(&publish.registry, &staging_repository, layer.compressed.clone())
+            .push_blob(target.registry, target.repository, layer.compressed.clone())
             .await?;
-        config.rootfs.diff_ids.push(layer.diff_id.clone());
-        config.history.push(History {
-            created: Some(created.clone()),
-            created_by: Some(format!(
-                "rebake: sources {}",
-                sources
-                    .iter()
-                    .map(|s| format!("{}@{}", s.url, s.commit))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            ..Default::default()
-        });
-        layers.push(Descriptor::new(OCI_LAYER_GZIP, layer.digest.clone(), layer.size));
-    }
-
-    // 3. Config.
-    apply_config(&mut config, &spec);
-    config.created = Some(created.clone());
-    let config_bytes = to_json_bytes(&config)?;
-    let config_digest = registry
-        .push_blob(&publish.registry, &staging_repository, config_bytes.clone().into())
-        .await?;
-
-    // 4. Manifest.
-    let mut manifest = ImageManifest::new(
-        Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),
-        layers,
-    );
-    manifest.media_type = Some(OCI_MANIFEST.to_string());
-    let annotations = &mut manifest.annotations;
-    annotations.insert("org.opencontainers.image.created".into(), created);
-    annotations.insert("dev.rebake.image".into(), spec.name.to_string());
-    annotations.insert("dev.rebake.inputs-hash".into(), request.inputs_hash.clone());
-    if let Some(base_name) = base_name {
-        annotations.insert("org.opencontainers.image.base.name".into(), base_name);
-        annotations.insert(
-            "org.opencontainers.image.base.digest".into(),
-            request.base_digest.clone(),
+        let created_by = format!(
+            "rebake: sources {}",
+            sources
+                .iter()
+                .map(|s| format!("{}@{}", s.url, s.commit))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
+        Some((layer, created_by))
+    };
+
+    let mut manifests = Vec::new();
+    let mut size_bytes = 0;
+    for platform_text in spec.build_platforms() {
+        let platform = parse_platform(&platform_text).map_err(invalid)?;
+        let packages: Vec<pb::ResolvedPackage> = request
+            .packages
+            .iter()
+            .filter(|package| package.platform == platform_text)
+            .cloned()
+            .collect();
+        if spec.packages.is_some() && packages.is_empty() {
+            return Err(invalid(format!("no resolved packages for {platform_text}")));
+        }
+
+        // 1. Base.
+        let (mut config, mut layers, base_name) = if spec.is_scratch() {
+            let config = ImageConfig {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+                ..Default::default()
+            };
+            (config, Vec::new(), None)
+        } else {
+            let base = load_base(registry, &request.base_ref, &request.base_digest, &platform).await?;
+            // Base layers reach the staging repository by cross-repository mount.
+            for layer in &base.manifest.layers {
+                registry
+                    .copy_blob(
+                        &base.reference.registry,
+                        &base.reference.repository,
+                        target.registry,
+                        target.repository,
+                        &layer.digest,
+                    )
+                    .await?;
+            }
+            (base.config, base.manifest.layers, Some(base.name))
+        };
+
+        // 2. Packages → one layer.
+        if spec.packages.is_some() || spec.accounts.is_some() || !spec.os_release.is_empty() {
+            let entries = packages::layer_entries(feeds, &spec, &packages).await?;
+            let layer = tokio::task::spawn_blocking(move || build_layer(entries, epoch.max(0) as u64))
+                .await
+                .map_err(|error| invalid(format!("layer build panicked: {error}")))??;
+            registry
+                .push_blob(target.registry, target.repository, layer.compressed.clone())
+                .await?;
+            let description = if packages.is_empty() {
+                "rebake: accounts and os-release".to_string()
+            } else {
+                format!(
+                    "rebake: {} packages from feed {}",
+                    packages.len(),
+                    packages
+                        .first()
+                        .map(|package| package.feed.as_str())
+                        .unwrap_or_default()
+                )
+            };
+            push_layer_record(&mut config, &mut layers, &layer, &created, description);
+        }
+
+        // 3. Sources.
+        if let Some((layer, created_by)) = &source_layer {
+            push_layer_record(&mut config, &mut layers, layer, &created, created_by.clone());
+        }
+
+        // 4. Config and manifest.
+        apply_config(&mut config, &spec);
+        config.created = Some(created.clone());
+        let config_bytes = to_json_bytes(&config)?;
+        let config_digest = registry
+            .push_blob(target.registry, target.repository, config_bytes.clone().into())
+            .await?;
+        let mut manifest = ImageManifest::new(
+            Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),
+            layers,
+        );
+        manifest.media_type = Some(OCI_MANIFEST.to_string());
+        let annotations = &mut manifest.annotations;
+        annotations.insert("org.opencontainers.image.created".into(), created.clone());
+        annotations.insert("dev.rebake.image".into(), spec.name.to_string());
+        annotations.insert("dev.rebake.inputs-hash".into(), request.inputs_hash.clone());
+        if let Some(base_name) = base_name {
+            annotations.insert("org.opencontainers.image.base.name".into(), base_name);
+            annotations.insert(
+                "org.opencontainers.image.base.digest".into(),
+                request.base_digest.clone(),
+            );
+        }
+        if let Some(first) = sources.first() {
+            annotations.insert("org.opencontainers.image.revision".into(), first.commit.clone());
+            annotations.insert("org.opencontainers.image.source".into(), first.url.clone());
+        }
+        size_bytes += manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<i64>();
+        let manifest_bytes = to_json_bytes(&manifest)?;
+        let digest = rebake_oci::sha256_digest(&manifest_bytes);
+        registry
+            .put_manifest(
+                target.registry,
+                target.repository,
+                &digest,
+                &manifest_bytes,
+                OCI_MANIFEST,
+            )
+            .await?;
+        let mut descriptor = Descriptor::new(OCI_MANIFEST, digest, manifest_bytes.len() as i64);
+        descriptor.platform = Some(platform);
+        manifests.push(descriptor);
     }
-    if let Some(first) = sources.first() {
-        annotations.insert("org.opencontainers.image.revision".into(), first.commit.clone());
-        annotations.insert("org.opencontainers.image.source".into(), first.url.clone());
-    }
-    let size_bytes = manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<i64>();
-    let manifest_bytes = to_json_bytes(&manifest)?;
-    let digest = rebake_oci::sha256_digest(&manifest_bytes);
-    registry
-        .put_manifest(
-            &publish.registry,
-            &staging_repository,
-            &digest,
-            &manifest_bytes,
-            OCI_MANIFEST,
-        )
-        .await?;
+
+    // 5. One manifest, or an index over every platform's.
+    let digest = if spec.is_multi_platform() {
+        let mut index = ImageIndex::new(manifests);
+        index
+            .annotations
+            .insert("org.opencontainers.image.created".into(), created);
+        index
+            .annotations
+            .insert("dev.rebake.image".into(), spec.name.to_string());
+        index
+            .annotations
+            .insert("dev.rebake.inputs-hash".into(), request.inputs_hash.clone());
+        let index_bytes = to_json_bytes(&index)?;
+        let digest = rebake_oci::sha256_digest(&index_bytes);
+        registry
+            .put_manifest(target.registry, target.repository, &digest, &index_bytes, OCI_INDEX)
+            .await?;
+        digest
+    } else {
+        manifests
+            .pop()
+            .map(|descriptor| descriptor.digest)
+            .ok_or_else(|| invalid("no platform to build".to_string()))?
+    };
     Ok(Staged {
         repository: format!("{}/{staging_repository}", publish.registry),
         digest,
+        media_type: if spec.is_multi_platform() {
+            OCI_INDEX
+        } else {
+            OCI_MANIFEST
+        }
+        .to_string(),
         size_bytes,
         sources,
     })
+}
+
+/// Where a build is staged.
+struct Target<'a> {
+    registry: &'a str,
+    repository: &'a str,
+}
+
+/// Appends a pushed layer to a manifest's layers and its config's diff ids and history.
+fn push_layer_record(
+    config: &mut ImageConfig,
+    layers: &mut Vec<Descriptor>,
+    layer: &BuiltLayer,
+    created: &str,
+    created_by: String,
+) {
+    config.rootfs.diff_ids.push(layer.diff_id.clone());
+    config.history.push(History {
+        created: Some(created.to_string()),
+        created_by: Some(created_by),
+        ..Default::default()
+    });
+    layers.push(Descriptor::new(OCI_LAYER_GZIP, layer.digest.clone(), layer.size));
+}
+
+/// `os/arch[/variant]` → an OCI platform.
+fn parse_platform(text: &str) -> std::result::Result<Platform, String> {
+    let mut parts = text.split('/');
+    let (Some(os), Some(arch)) = (parts.next(), parts.next()) else {
+        return Err(format!("platform {text:?} is not os/arch[/variant]"));
+    };
+    let mut platform = Platform::new(os, arch);
+    platform.variant = parts.next().map(str::to_string);
+    Ok(platform)
 }
 
 struct Base {
@@ -172,7 +292,7 @@ struct Base {
     config: ImageConfig,
 }
 
-async fn load_base(registry: &Registry, base_ref: &str, base_digest: &str) -> Result<Base> {
+async fn load_base(registry: &Registry, base_ref: &str, base_digest: &str, platform: &Platform) -> Result<Base> {
     let base_error = |reason: String| BuilderError::Base {
         reference: base_ref.to_string(),
         reason,
@@ -195,8 +315,12 @@ async fn load_base(registry: &Registry, base_ref: &str, base_digest: &str) -> Re
     };
     let raw = if fetched.is_index() {
         let index = fetched.to_index()?;
-        let descriptor = select_platform(&index, "linux", "amd64")
-            .ok_or_else(|| base_error("index has no linux/amd64 manifest".to_string()))?;
+        let descriptor = select_platform(&index, &platform.os, &platform.architecture).ok_or_else(|| {
+            base_error(format!(
+                "index has no {}/{} manifest",
+                platform.os, platform.architecture
+            ))
+        })?;
         registry
             .get_manifest(&reference.registry, &reference.repository, &descriptor.digest)
             .await?
@@ -208,6 +332,13 @@ async fn load_base(registry: &Registry, base_ref: &str, base_digest: &str) -> Re
         .get_blob(&reference.registry, &reference.repository, &manifest.config.digest)
         .await?;
     let config: ImageConfig = rebake_oci::from_json_bytes(&config_bytes, "base image config")?;
+    // A single-manifest base serves only its own platform.
+    if !config.architecture.is_empty() && (config.os != platform.os || config.architecture != platform.architecture) {
+        return Err(base_error(format!(
+            "the base is {}/{} only, not {}/{}",
+            config.os, config.architecture, platform.os, platform.architecture
+        )));
+    }
     Ok(Base {
         reference,
         name,

@@ -28,6 +28,16 @@ pub enum BuilderError {
         /// Whether retrying may help (network) or not (commit missing).
         transient: bool,
     },
+    /// A package could not be fetched, verified or unpacked.
+    #[error("package {package}: {reason}")]
+    Package {
+        /// Package (`name version`), or the step (`(assembly)`).
+        package: String,
+        /// Why.
+        reason: String,
+        /// Whether retrying may help (download failed) or not (bad package, conflict).
+        transient: bool,
+    },
     /// Registry I/O failed.
     #[error("registry operation failed")]
     Registry(#[from] rebake_oci::OciError),
@@ -41,7 +51,7 @@ impl BuilderError {
     pub fn is_transient(&self) -> bool {
         match self {
             BuilderError::InvalidRequest { .. } | BuilderError::Base { .. } => false,
-            BuilderError::Git { transient, .. } => *transient,
+            BuilderError::Git { transient, .. } | BuilderError::Package { transient, .. } => *transient,
             BuilderError::Registry(error) => error.is_transient(),
             BuilderError::Bus(error) => error.is_transient(),
         }

@@ -4,7 +4,10 @@
 //! exactly the inputs named in it: the base manifest at the resolved digest (its layers are
 //! mounted across repositories, never re-uploaded), one layer of files from each Git source
 //! at the exact commit (fixed timestamps from the commit time, sorted entries, normalised
-//! owners and modes), and the spec's config. The result goes to a staging repository
+//! owners and modes), the packages of the resolved set (fetched, checksum-verified, cached
+//! on disk by checksum, unpacked into one layer with the package database; see
+//! [`packages`]), and the spec's config; one manifest per platform, under an OCI index when
+//! the spec lists platforms. The result goes to a staging repository
 //! (`<registry>/<staging_prefix>/<image>`, by digest, no tag), its lineage to KV, and a
 //! `BuildDone` to the `SCAN` queue. Same request → same digest.
 //!
@@ -15,14 +18,16 @@
 pub mod assemble;
 mod error;
 pub mod git;
+pub mod packages;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rebake_bus::{Bus, ConsumerSpec, Delivery, Kv, Need, Outcome, run_consumer};
 use rebake_events::{
     Bucket, Envelope, EventKind, ImageName, Queue, deterministic_id, now_ms, pb,
-    state::{BuildRecord, ImageState, Lineage, SourceRevision, StageRecord},
+    state::{BuildRecord, ImageState, Lineage, PackageRecord, SourceRevision, StageRecord},
 };
+use rebake_feeds::fetch::FeedClient;
 use rebake_oci::Registry;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -42,6 +47,7 @@ pub struct BuilderSettings {
 struct Worker {
     bus: Bus,
     registry: Registry,
+    feeds: FeedClient,
     settings: BuilderSettings,
     images_kv: Kv,
     builds_kv: Kv,
@@ -52,6 +58,7 @@ struct Worker {
 pub async fn serve(
     bus: Bus,
     registry: Registry,
+    feeds: FeedClient,
     settings: BuilderSettings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -75,6 +82,7 @@ pub async fn serve(
         lineage_kv: bus.kv(Bucket::Lineage).await?,
         bus: bus.clone(),
         registry,
+        feeds,
         settings: settings.clone(),
     });
     let names = bus.names();
@@ -147,6 +155,7 @@ impl Worker {
         tracing::info!(image = %image, build_id = %request.build_id, base_digest = %request.base_digest, "build started");
         let built = assemble::build_and_stage(
             &self.registry,
+            &self.feeds,
             &self.settings.work_dir,
             &self.settings.staging_prefix,
             &request,
@@ -171,6 +180,7 @@ impl Worker {
             base_ref: request.base_ref.clone(),
             base_digest: request.base_digest.clone(),
             sources: staged.sources.iter().map(revision).collect(),
+            packages: request.packages.iter().map(PackageRecord::from).collect(),
             inputs_hash: request.inputs_hash.clone(),
             digest: staged.digest.clone(),
         };
@@ -200,6 +210,7 @@ impl Worker {
                 record.digest = digest.clone();
                 record.size_bytes = size;
                 record.sources = lineage.sources.clone();
+                record.packages = lineage.packages.clone();
                 record.base_digest = request.base_digest.clone();
                 record.stages.retain(|s| s.name != "build");
                 record.stages.push(stage.clone());
@@ -215,7 +226,7 @@ impl Worker {
             inputs_hash: request.inputs_hash.clone(),
             staging_repository: staged.repository.clone(),
             digest: staged.digest.clone(),
-            media_type: rebake_oci::OCI_MANIFEST.to_string(),
+            media_type: staged.media_type.clone(),
             base_ref: request.base_ref.clone(),
             base_digest: request.base_digest.clone(),
             sources: staged.sources.clone(),
@@ -224,6 +235,7 @@ impl Worker {
             started_at_ms,
             finished_at_ms,
             size_bytes: staged.size_bytes,
+            packages: request.packages.clone(),
         };
         let names = self.bus.names();
         let queue_envelope = Envelope::new(

@@ -30,6 +30,19 @@ use crate::{ConfigError, Result};
 ///   repository: registry.example:5000/apps/app
 ///   tags: [latest]
 /// ```
+///
+/// An image assembled from packages (the apko/distroless way) has `base: scratch` and:
+///
+/// ```yaml
+/// packages:
+///   feed: debian                             # a feed named under `feeds:` in the config
+///   install: [base-files, netbase, tzdata]   # resolved with dependencies to an exact set
+/// platforms: [linux/amd64, linux/arm64]      # one manifest each, under an OCI image index
+/// accounts:                                  # written to etc/passwd, etc/group, etc/shadow
+///   groups: [{ name: nonroot, gid: 65532 }]
+///   users: [{ name: nonroot, uid: 65532, gid: 65532 }]
+/// os_release: { ID: acme, NAME: "Acme Base", VERSION_ID: "1" }   # usr/lib/os-release
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
@@ -40,12 +53,38 @@ pub struct ImageSpec {
     /// Git sources.
     #[serde(default)]
     pub sources: Vec<SourceSpec>,
+    /// Packages installed from a feed (images from `scratch` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackagesSpec>,
+    /// Platforms (`os/arch[/variant]`). Empty: one `linux/amd64` manifest, no index.
+    /// Listed: an OCI image index with one manifest per platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Users and groups written into the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<rebake_feeds::rootfs::Accounts>,
+    /// `os-release(5)` fields written to `usr/lib/os-release` (`etc/os-release` links to it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub os_release: BTreeMap<String, String>,
     /// Image config.
     #[serde(default)]
     pub config: ImageConfigSpec,
     /// Where the image is published.
     pub publish: PublishSpec,
 }
+
+/// `packages:` of an image spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesSpec {
+    /// Name of a feed configured under `feeds:`.
+    pub feed: String,
+    /// Package names to install; dependencies are added by resolution.
+    pub install: Vec<String>,
+}
+
+/// The platform an image without `platforms:` is built for.
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// A Git source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -169,6 +208,20 @@ impl ImageSpec {
             .collect()
     }
 
+    /// The platforms to build, in spec order (the default platform when none is listed).
+    pub fn build_platforms(&self) -> Vec<String> {
+        if self.platforms.is_empty() {
+            vec![DEFAULT_PLATFORM.to_string()]
+        } else {
+            self.platforms.clone()
+        }
+    }
+
+    /// Whether the result is an image index (platforms are listed) rather than one manifest.
+    pub fn is_multi_platform(&self) -> bool {
+        !self.platforms.is_empty()
+    }
+
     /// Canonical JSON of the spec (sorted maps), part of the inputs hash.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string(self).expect("an image spec always serialises to JSON")
@@ -191,6 +244,61 @@ impl ImageSpec {
         }
         if self.publish.tags.is_empty() {
             return Err(ConfigError::invalid(&key("publish.tags"), "at least one tag is needed"));
+        }
+        if let Some(packages) = &self.packages {
+            if !self.is_scratch() {
+                return Err(ConfigError::invalid(
+                    &key("packages"),
+                    "packages compose a root filesystem, so the base must be `scratch`; \
+                     build on top of a package image with a child image instead",
+                ));
+            }
+            if packages.feed.trim().is_empty() {
+                return Err(ConfigError::invalid(&key("packages.feed"), "empty"));
+            }
+            if packages.install.is_empty() || packages.install.iter().any(|name| name.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    &key("packages.install"),
+                    "list at least one package, and no empty names",
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for platform in &self.platforms {
+            let parts: Vec<&str> = platform.split('/').collect();
+            let well_formed = (parts.len() == 2 || parts.len() == 3)
+                && parts
+                    .iter()
+                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+            if !well_formed {
+                return Err(ConfigError::invalid(
+                    &key("platforms"),
+                    format!("{platform:?} is not os/arch[/variant] (e.g. linux/arm64)"),
+                ));
+            }
+            if !seen.insert(platform) {
+                return Err(ConfigError::invalid(
+                    &key("platforms"),
+                    format!("{platform} is listed twice"),
+                ));
+            }
+        }
+        if let Some(accounts) = &self.accounts {
+            accounts
+                .validate()
+                .map_err(|reason| ConfigError::invalid(&key("accounts"), reason))?;
+        }
+        for name in self.os_release.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(ConfigError::invalid(
+                    &key("os_release"),
+                    format!("{name:?} is not an os-release key ([A-Z0-9_]+)"),
+                ));
+            }
         }
         for source in &self.sources {
             if source.url.is_empty() || source.ref_name.is_empty() {
@@ -412,6 +520,43 @@ mod tests {
     }
 
     #[test]
+    fn package_specs_are_checked() {
+        let cases = [
+            (
+                "base: reg/base:v1\npackages: {feed: d, install: [a]}\n",
+                "base must be `scratch`",
+            ),
+            (
+                "base: scratch\npackages: {feed: d, install: []}\n",
+                "at least one package",
+            ),
+            ("base: scratch\nplatforms: [linux]\n", "os/arch"),
+            ("base: scratch\nplatforms: [linux/amd64, linux/amd64]\n", "listed twice"),
+            ("base: scratch\nos_release: {id: x}\n", "os-release key"),
+            (
+                "base: scratch\naccounts: {users: [{name: a, uid: 1}, {name: b, uid: 1}]}\n",
+                "accounts",
+            ),
+        ];
+        for (body, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            write(
+                dir.path(),
+                "x.yaml",
+                &format!("name: x\n{body}publish:\n  repository: reg/x\n"),
+            );
+            let error = Catalog::load(dir.path()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+        // Specs without the new fields keep their canonical JSON (and so their inputs hash).
+        let spec: ImageSpec = serde_yaml::from_str("name: x\nbase: scratch\npublish: {repository: reg/x}\n").unwrap();
+        assert!(!spec.canonical_json().contains("packages"));
+        assert!(!spec.canonical_json().contains("platforms"));
+        assert_eq!(spec.build_platforms(), [DEFAULT_PLATFORM]);
+        assert!(!spec.is_multi_platform());
+    }
+
+    #[test]
     fn git_identities() {
         assert_eq!(
             normalise_git_identity("https://github.com/Octo/App.git"),
@@ -438,7 +583,10 @@ mod shipped_examples {
     fn example_catalog_loads_with_its_graph() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/images");
         let catalog = Catalog::load(&dir).unwrap();
-        assert_eq!(catalog.len(), 3);
+        assert_eq!(catalog.len(), 4);
+        let static_image = catalog.get(&ImageName::new("static").unwrap()).unwrap();
+        assert_eq!(static_image.build_platforms(), ["linux/amd64", "linux/arm64"]);
+        assert!(static_image.packages.is_some());
         let web = ImageName::new("apps/web").unwrap();
         let debug = ImageName::new("apps/web-debug").unwrap();
         assert_eq!(catalog.parent(&web), Some(&ImageName::new("base").unwrap()));

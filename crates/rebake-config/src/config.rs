@@ -1,9 +1,11 @@
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
+
+pub use rebake_feeds::fetch::FeedSource;
 
 use crate::{ConfigError, Result, Secret, parse_duration};
 
@@ -19,6 +21,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("REBAKE_BUILDER_WORKERS", "builder.workers"),
     ("REBAKE_BUILDER_WORK_DIR", "builder.work_dir"),
     ("REBAKE_BUILDER_STAGING_PREFIX", "builder.staging_prefix"),
+    ("REBAKE_BUILDER_PACKAGE_CACHE", "builder.package_cache"),
+    ("REBAKE_INGRESS_FEED_POLL_INTERVAL", "ingress.feed_poll_interval"),
     ("REBAKE_SCANNER_MAX_IMAGE_SIZE_BYTES", "scanner.max_image_size_bytes"),
     ("REBAKE_CONTROL_LISTEN", "control.listen"),
     ("REBAKE_SHUTDOWN_GRACE", "shutdown_grace"),
@@ -50,6 +54,8 @@ struct RawConfig {
     signer: RawSigner,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    feeds: BTreeMap<String, FeedSource>,
     shutdown_grace: Option<String>,
 }
 
@@ -85,6 +91,7 @@ struct RawQueues {
 struct RawIngress {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    feed_poll_interval: Option<String>,
     #[serde(default)]
     distribution: RawDistribution,
     #[serde(default)]
@@ -116,6 +123,7 @@ struct RawBuilder {
     workers: Option<usize>,
     work_dir: Option<PathBuf>,
     staging_prefix: Option<String>,
+    package_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -163,6 +171,8 @@ pub struct Config {
     pub signer: SignerConfig,
     /// Control API.
     pub control: ControlConfig,
+    /// Package feeds by name (`feeds:`), referenced by image specs' `packages.feed`.
+    pub feeds: BTreeMap<String, FeedSource>,
     /// How long in-flight work may take to finish on shutdown.
     pub shutdown_grace: Duration,
 }
@@ -208,6 +218,9 @@ pub struct IngressConfig {
     pub distribution_registry_host: Option<String>,
     /// GitHub webhook secret (required to accept GitHub pushes).
     pub github_secret: Option<Secret>,
+    /// How often each feed's index is polled (one conditional request when unchanged),
+    /// default 5m.
+    pub feed_poll_interval: Duration,
 }
 
 /// `resolver:`.
@@ -227,6 +240,8 @@ pub struct BuilderConfig {
     /// Repository prefix of staged images, default `rebake-staging` (so `app` is staged at
     /// `<publish registry>/rebake-staging/app`).
     pub staging_prefix: String,
+    /// Downloaded packages, kept by checksum, default `<work_dir>/packages`.
+    pub package_cache: PathBuf,
 }
 
 /// `scanner:`.
@@ -342,6 +357,31 @@ impl Config {
                 "use a lowercase repository path",
             ));
         }
+        let feed_poll_interval = duration(
+            "ingress.feed_poll_interval",
+            raw.ingress.feed_poll_interval,
+            Duration::from_secs(300),
+        )?;
+        if feed_poll_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "ingress.feed_poll_interval",
+                "must be at least 1s",
+            ));
+        }
+        for (name, feed) in &raw.feeds {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                return Err(ConfigError::invalid(
+                    &format!("feeds.{name}"),
+                    "feed names use letters, digits, `-` and `_`",
+                ));
+            }
+            feed.validate()
+                .map_err(|reason| ConfigError::invalid(&format!("feeds.{name}"), reason))?;
+        }
+        let work_dir = raw
+            .builder
+            .work_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("rebake-builder"));
         Ok(Config {
             nats: NatsConfig {
                 url: raw.nats.url.unwrap_or_else(|| "nats://127.0.0.1:4222".to_string()),
@@ -358,16 +398,16 @@ impl Config {
                 distribution_token: raw.ingress.distribution.token,
                 distribution_registry_host: raw.ingress.distribution.registry_host,
                 github_secret: raw.ingress.github.secret,
+                feed_poll_interval,
             },
             resolver: ResolverConfig { resync_interval },
             builder: BuilderConfig {
                 workers,
-                work_dir: raw
-                    .builder
-                    .work_dir
-                    .unwrap_or_else(|| std::env::temp_dir().join("rebake-builder")),
+                package_cache: raw.builder.package_cache.unwrap_or_else(|| work_dir.join("packages")),
+                work_dir,
                 staging_prefix,
             },
+            feeds: raw.feeds,
             scanner: ScannerConfig {
                 max_image_size_bytes: raw.scanner.max_image_size_bytes.unwrap_or(2 * 1024 * 1024 * 1024),
             },
@@ -529,5 +569,18 @@ mod shipped_examples {
         assert_eq!(config.nats.prefix, "rebake");
         assert_eq!(config.builder.workers, 2);
         assert!(config.signer.key.is_some());
+        let debian = &config.feeds["debian"];
+        assert_eq!(debian.kind(), "debian");
+        assert_eq!(debian.feed_arch("linux/arm64").as_deref(), Some("arm64"));
+    }
+
+    #[test]
+    fn a_bad_feed_is_named() {
+        let text = "version: 1\nfeeds:\n  deb:\n    kind: debian\n    url: http://m/debian\n    suite: s\n";
+        let error = Config::from_yaml(text, Path::new("x.yaml"), &HashMap::new()).unwrap_err();
+        assert!(error.to_string().contains("feeds.deb"), "{error}");
+        let text = "version: 1\nfeeds:\n  deb:\n    kind: debain\n";
+        let error = Config::from_yaml(text, Path::new("x.yaml"), &HashMap::new()).unwrap_err();
+        assert!(error.to_string().contains("debain"), "{error}");
     }
 }

@@ -17,10 +17,13 @@ mod duration;
 mod error;
 mod secret;
 
-pub use catalog::{Catalog, ImageConfigSpec, ImageSpec, PublishSpec, SourceSpec, normalise_git_identity};
+pub use catalog::{
+    Catalog, DEFAULT_PLATFORM, ImageConfigSpec, ImageSpec, PackagesSpec, PublishSpec, SourceSpec,
+    normalise_git_identity,
+};
 pub use config::{
-    BuilderConfig, Config, ControlConfig, ENV_OVERRIDES, IngressConfig, NatsConfig, QueueConfig, RegistriesConfig,
-    ResolverConfig, ScannerConfig, SignerConfig,
+    BuilderConfig, Config, ControlConfig, ENV_OVERRIDES, FeedSource, IngressConfig, NatsConfig, QueueConfig,
+    RegistriesConfig, ResolverConfig, ScannerConfig, SignerConfig,
 };
 pub use duration::parse_duration;
 pub use error::{ConfigError, Result};

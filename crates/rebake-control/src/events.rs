@@ -205,6 +205,30 @@ fn upstream_summary(body: &pb::UpstreamChanged) -> String {
                 short_commit(&git.new_commit)
             )
         }
+        Some(pb::upstream_changed::Change::Feed(feed)) => {
+            let changes: Vec<String> = feed
+                .changes
+                .iter()
+                .take(5)
+                .map(|change| format!("{} {}", change.name, change.new_version))
+                .collect();
+            let more = feed.changes.len().saturating_sub(changes.len());
+            format!(
+                "feed {} -> {}{}{}{via}",
+                feed.feed,
+                feed.index_digest,
+                if changes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", changes.join(", "))
+                },
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
         None => format!("upstream changed{via}"),
     }
 }

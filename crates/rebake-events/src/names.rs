@@ -121,6 +121,11 @@ impl Names {
         format!("{}.upstream.git", self.prefix)
     }
 
+    /// Subject for a package feed index change.
+    pub fn upstream_feed_subject(&self) -> String {
+        format!("{}.upstream.feed", self.prefix)
+    }
+
     /// Durable consumer of the resolver on the upstream stream.
     pub fn resolver_upstream_consumer(&self) -> String {
         "resolver-upstream".to_string()

@@ -86,6 +86,8 @@ pub struct PublishedImage {
     pub base_digest: String,
     /// Source commits.
     pub sources: Vec<SourceRevision>,
+    /// Packages installed, per platform.
+    pub packages: Vec<PackageRecord>,
     /// When published (Unix ms).
     pub published_at_ms: i64,
     /// Why it was built, oldest first.
@@ -178,6 +180,8 @@ pub struct BuildRecord {
     pub base_digest: String,
     /// Sources used.
     pub sources: Vec<SourceRevision>,
+    /// Packages installed, per platform.
+    pub packages: Vec<PackageRecord>,
     /// Manifest digest (staged, then published).
     pub digest: String,
     /// Image size (config + compressed layers).
@@ -222,6 +226,8 @@ pub struct Lineage {
     pub base_digest: String,
     /// Sources at their commits.
     pub sources: Vec<SourceRevision>,
+    /// Packages installed, per platform (name, version, architecture, checksum).
+    pub packages: Vec<PackageRecord>,
     /// Inputs hash.
     pub inputs_hash: String,
     /// Staged manifest digest.
@@ -273,17 +279,85 @@ pub fn files_key(build_id: &str) -> String {
     format!("{build_id}.files")
 }
 
-/// The inputs hash of a build: SHA-256 over the canonical spec, the base digest and every
-/// source commit. Equal hashes mean equal inputs, so a build whose hash is already published
-/// is a no-op.
-pub fn inputs_hash(spec_json: &str, base_digest: &str, sources: &[SourceRevision]) -> String {
+/// One package of a resolved install set (mirror of `pb::ResolvedPackage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PackageRecord {
+    /// OCI platform it is installed for.
+    pub platform: String,
+    /// Package name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Feed architecture.
+    pub architecture: String,
+    /// Content checksum (`<sha256 hex>` or `q1:<base64>`).
+    pub checksum: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Download URL.
+    pub url: String,
+    /// Feed name.
+    pub feed: String,
+}
+
+impl From<&crate::pb::ResolvedPackage> for PackageRecord {
+    fn from(package: &crate::pb::ResolvedPackage) -> Self {
+        Self {
+            platform: package.platform.clone(),
+            name: package.name.clone(),
+            version: package.version.clone(),
+            architecture: package.architecture.clone(),
+            checksum: package.checksum.clone(),
+            size: package.size,
+            url: package.url.clone(),
+            feed: package.feed.clone(),
+        }
+    }
+}
+
+impl From<&PackageRecord> for crate::pb::ResolvedPackage {
+    fn from(package: &PackageRecord) -> Self {
+        Self {
+            platform: package.platform.clone(),
+            name: package.name.clone(),
+            version: package.version.clone(),
+            architecture: package.architecture.clone(),
+            checksum: package.checksum.clone(),
+            size: package.size,
+            url: package.url.clone(),
+            feed: package.feed.clone(),
+        }
+    }
+}
+
+/// The inputs hash of a build: SHA-256 over the canonical spec, the base digest, every
+/// source commit and every resolved package (platform, name, version, architecture,
+/// checksum; not the URL, so a mirror move rebuilds nothing). Equal hashes mean equal
+/// inputs, so a build whose hash is already published is a no-op.
+pub fn inputs_hash(
+    spec_json: &str,
+    base_digest: &str,
+    sources: &[SourceRevision],
+    packages: &[PackageRecord],
+) -> String {
     use sha2::Digest as _;
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "v": 1,
         "spec": spec_json,
         "base_digest": base_digest,
         "sources": sources.iter().map(|source| [&source.url, &source.ref_name, &source.commit]).collect::<Vec<_>>(),
     });
+    // Only present when there are packages, so images without any keep the hash they had
+    // before packages existed (no rebuild storm on upgrade).
+    if !packages.is_empty() {
+        let mut sorted: Vec<[&str; 5]> = packages
+            .iter()
+            .map(|p| [p.platform.as_str(), &p.name, &p.version, &p.architecture, &p.checksum])
+            .collect();
+        sorted.sort();
+        document["packages"] = serde_json::json!(sorted);
+    }
     format!(
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(document.to_string().as_bytes()))

@@ -46,6 +46,19 @@ fn source() -> pb::SourceCommit {
     }
 }
 
+fn package() -> pb::ResolvedPackage {
+    pb::ResolvedPackage {
+        platform: "linux/amd64".into(),
+        name: "tzdata".into(),
+        version: "2024a-1".into(),
+        architecture: "all".into(),
+        checksum: "ab".repeat(32),
+        size: 270_000,
+        url: "http://mirror.example/debian/pool/main/t/tzdata/tzdata_2024a-1_all.deb".into(),
+        feed: "debian".into(),
+    }
+}
+
 fn build_done() -> pb::BuildDone {
     pb::BuildDone {
         build_id: "b1".into(),
@@ -62,6 +75,7 @@ fn build_done() -> pb::BuildDone {
         started_at_ms: 1,
         finished_at_ms: 2,
         size_bytes: 3,
+        packages: vec![],
     }
 }
 
@@ -111,6 +125,37 @@ fn every_v1_event_still_decodes() {
             causes: vec![cause()],
             requested_at_ms: 7,
             priority: 1,
+            packages: vec![],
+        },
+    );
+    check(
+        "build_request_packages",
+        pb::BuildRequest {
+            build_id: "b2".into(),
+            image: "os".into(),
+            inputs_hash: "sha256:33".into(),
+            base_ref: "scratch".into(),
+            spec_json: "{}".into(),
+            requested_at_ms: 11,
+            packages: vec![package()],
+            ..Default::default()
+        },
+    );
+    check(
+        "upstream_feed",
+        pb::UpstreamChanged {
+            change: Some(pb::upstream_changed::Change::Feed(pb::FeedChanged {
+                feed: "debian".into(),
+                index_digest: "sha256:44".into(),
+                changes: vec![pb::PackageChange {
+                    name: "tzdata".into(),
+                    architecture: "all".into(),
+                    old_version: "2024a-1".into(),
+                    new_version: "2024b-1".into(),
+                }],
+            })),
+            source: "poll/feed".into(),
+            received_at_ms: 12,
         },
     );
     check("build_done", build_done());
@@ -153,6 +198,7 @@ fn every_v1_event_still_decodes() {
             causes: vec![cause()],
             published_at_ms: 10,
             size_bytes: 3,
+            packages: vec![],
         },
     );
 }

@@ -21,13 +21,17 @@
 //!   id and ref), so a redelivered webhook is dropped by JetStream's de-duplication.
 //! - A sender without configured credentials is refused (503), never accepted unauthenticated.
 //!
+//! It also polls package feeds ([`feeds`]): conditional requests on each index, and a
+//! `FeedChanged` event when one changed.
+//!
 //! What it deliberately does not do: decide what to rebuild (the resolver does, and re-checks
-//! upstream state itself: events are hints), or poll upstreams.
+//! upstream state itself: events are hints).
 #![forbid(unsafe_code)]
 
 mod config;
 mod distribution;
 mod error;
+pub mod feeds;
 mod github;
 mod rejection;
 mod router;

@@ -7,11 +7,16 @@
 //! newer request replaces one not yet started). Every `resync_interval` it re-reads every
 //! tracked tag and branch itself, so a lost webhook only delays a rebuild.
 //!
+//! Package images are resolved against the feeds' verified indexes ([`feeds`]); the
+//! resolved set is part of the inputs hash, so a feed change rebuilds exactly the images
+//! whose set changed (and, through their publication, their children).
+//!
 //! It is the only writer of the `images` and `upstream` buckets and of the catalog bucket.
 //! It builds nothing and talks to registries only to read tag digests.
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod feeds;
 pub mod planner;
 mod upstream;
 
@@ -22,8 +27,8 @@ use rebake_config::Catalog;
 use rebake_events::{
     Bucket, BuildId, Envelope, EventKind, ImageName, Queue, deterministic_id, now_ms, pb,
     state::{
-        BuildFailure, BuildRecord, CauseRecord, ImageState, PublishedImage, SourceRevision, UpstreamRecord,
-        upstream_key,
+        BuildFailure, BuildRecord, CauseRecord, ImageState, PackageRecord, PublishedImage, SourceRevision,
+        UpstreamRecord, upstream_key,
     },
 };
 use rebake_oci::Registry;
@@ -31,7 +36,8 @@ use tokio::sync::Mutex;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use error::{ResolverError, Result};
-pub use planner::{PlannedBuild, Planner};
+pub use feeds::Feeds;
+pub use planner::{PackageResolution, PlannedBuild, Planner};
 pub use upstream::{resolve_branch, resolve_tag};
 
 /// Resolver settings.
@@ -59,6 +65,7 @@ struct Resolver {
     builds_kv: Kv,
     upstream_kv: Kv,
     written: BTreeMap<ImageName, ImageState>,
+    feeds: Feeds,
 }
 
 /// Runs the resolver until `shutdown` is cancelled.
@@ -66,6 +73,7 @@ pub async fn serve(
     bus: Bus,
     registry: Registry,
     catalog: Catalog,
+    feeds: Feeds,
     settings: ResolverSettings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -117,6 +125,7 @@ pub async fn serve(
             _ => {}
         }
     }
+    let used_feeds = Feeds::used_by(planner.catalog());
     tracing::info!(images = planner.catalog().len(), "resolver loaded catalog and state");
     let resolver = Arc::new(Mutex::new(Resolver {
         bus: bus.clone(),
@@ -125,7 +134,11 @@ pub async fn serve(
         builds_kv,
         upstream_kv,
         written,
+        feeds,
     }));
+    resolver.lock().await.refresh_packages();
+    // Load every used feed before consuming, so the first plan already sees package sets.
+    refresh_feeds(&resolver, &used_feeds, "startup").await;
 
     let names = bus.names().clone();
     let upstream_resolver = resolver.clone();
@@ -142,7 +155,7 @@ pub async fn serve(
         tracker.clone(),
         move |delivery| {
             let resolver = upstream_resolver.clone();
-            async move { resolver.lock().await.on_upstream(delivery).await }
+            async move { handle_upstream(&resolver, delivery).await }
         },
     )
     .await?;
@@ -174,10 +187,69 @@ pub async fn serve(
                 _ = resync_token.cancelled() => break,
                 _ = interval.tick() => {}
             }
+            refresh_feeds(&resolver, &used_feeds, "resync").await;
             resync(&resolver, &registry).await;
         }
     });
     Ok(())
+}
+
+/// Polls `feeds` (without holding the resolver while fetching) and plans when one changed.
+async fn refresh_feeds(resolver: &Arc<Mutex<Resolver>>, feeds: &[String], why: &str) {
+    let mut changes = Vec::new();
+    for feed in feeds {
+        let Some(fetch) = resolver.lock().await.feeds.fetcher(feed) else {
+            continue;
+        };
+        let result = fetch.run().await;
+        let mut guard = resolver.lock().await;
+        if let Some(digest) = guard.feeds.apply(feed, result) {
+            guard.record_upstream("feed", feed, &digest, why).await;
+            changes.push(format!("feed {feed} -> {digest}"));
+        }
+    }
+    let mut guard = resolver.lock().await;
+    guard.refresh_packages();
+    if changes.is_empty() && why == "resync" {
+        return; // the tag/branch resync that follows plans anyway
+    }
+    let cause = CauseRecord {
+        kind: "package-feed".to_string(),
+        description: if changes.is_empty() {
+            format!("{why}: feeds loaded")
+        } else {
+            format!("{why}: {}", changes.join(", "))
+        },
+        event_id: String::new(),
+        at_ms: now_ms(),
+    };
+    if let Err(error) = guard.plan_and_dispatch(&[cause], None).await {
+        tracing::warn!(error = %error, "planning after a feed refresh failed, will retry next resync");
+    }
+}
+
+/// Routes one upstream event: a feed change fetches the new index first (outside the lock).
+async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) -> Outcome {
+    let Ok(event) = delivery.decode::<pb::UpstreamChanged>() else {
+        return resolver.lock().await.on_upstream(delivery).await;
+    };
+    let Some(pb::upstream_changed::Change::Feed(feed)) = &event.change else {
+        return resolver.lock().await.on_upstream(delivery).await;
+    };
+    let fetch = {
+        let guard = resolver.lock().await;
+        if guard.feeds.digest(&feed.feed) == Some(feed.index_digest.as_str()) {
+            tracing::debug!(feed = %feed.feed, "feed already at this index");
+            return Outcome::Done;
+        }
+        guard.feeds.fetcher(&feed.feed)
+    };
+    let Some(fetch) = fetch else {
+        tracing::debug!(feed = %feed.feed, "event about an unconfigured feed, ignored");
+        return Outcome::Done;
+    };
+    let result = fetch.run().await;
+    resolver.lock().await.on_feed(&delivery, &event, feed, result).await
 }
 
 /// Re-reads every tracked tag and branch, then plans.
@@ -286,6 +358,10 @@ impl Resolver {
                     .await;
                 ("git-ref", format!("{reference} -> {}", git.new_commit))
             }
+            Some(pb::upstream_changed::Change::Feed(_)) => {
+                // Routed to `on_feed` by `handle_upstream`.
+                return Outcome::Done;
+            }
             None => {
                 return Outcome::Reject {
                     reason: "upstream event without a change".to_string(),
@@ -293,7 +369,23 @@ impl Resolver {
             }
         };
         tracing::info!(kind, change = %description, source = %event.source, "upstream changed");
-        // Record it in EVENTS for watchers (same id: a replay de-duplicates).
+        let cause = CauseRecord {
+            kind: kind.to_string(),
+            description,
+            event_id: envelope.id.clone(),
+            at_ms: received,
+        };
+        self.seen_then_plan(&envelope, &event, cause).await
+    }
+
+    /// Records an upstream change in `EVENTS` for watchers (same id: a replay
+    /// de-duplicates), then plans with it as the cause.
+    async fn seen_then_plan(
+        &mut self,
+        envelope: &Envelope,
+        event: &pb::UpstreamChanged,
+        cause: CauseRecord,
+    ) -> Outcome {
         let record = Envelope::new(
             EventKind::UpstreamChanged,
             format!("seen-{}", envelope.id),
@@ -306,18 +398,12 @@ impl Resolver {
             .publish(
                 self.bus.names().event_subject(EventKind::UpstreamChanged.token(), None),
                 &record,
-                &event,
+                event,
             )
             .await
         {
             return retry(error);
         }
-        let cause = CauseRecord {
-            kind: kind.to_string(),
-            description,
-            event_id: envelope.id.clone(),
-            at_ms: received,
-        };
         match self.plan_and_dispatch(&[cause], Some(&envelope.traceparent)).await {
             Ok(()) => Outcome::Done,
             Err(error) => retry(error),
@@ -360,6 +446,7 @@ impl Resolver {
                         tags: event.tags.clone(),
                         base_digest: event.base_digest.clone(),
                         sources: event.sources.iter().map(source_revision).collect(),
+                        packages: event.packages.iter().map(PackageRecord::from).collect(),
                         published_at_ms: event.published_at_ms,
                         causes: event.causes.iter().map(CauseRecord::from).collect(),
                     },
@@ -400,6 +487,90 @@ impl Resolver {
         match self.plan_and_dispatch(&[], Some(&envelope.traceparent)).await {
             Ok(()) => Outcome::Done,
             Err(error) => retry(error),
+        }
+    }
+
+    /// Applies a fetched feed index and plans.
+    async fn on_feed(
+        &mut self,
+        delivery: &Delivery,
+        event: &pb::UpstreamChanged,
+        feed: &pb::FeedChanged,
+        result: std::result::Result<rebake_feeds::fetch::PollOutcome, String>,
+    ) -> Outcome {
+        if let Err(reason) = &result {
+            // The feed may be mid-update or unreachable; redeliver (the resync also retries).
+            return Outcome::retry(format!("feed {}: {reason}", feed.feed), Duration::from_secs(5));
+        }
+        let Some(digest) = self.feeds.apply(&feed.feed, result) else {
+            return Outcome::Done;
+        };
+        self.record_upstream("feed", &feed.feed, &digest, &event.source).await;
+        self.refresh_packages();
+        let envelope = delivery.envelope().clone();
+        let shown: Vec<String> = feed
+            .changes
+            .iter()
+            .take(10)
+            .map(|change| {
+                format!(
+                    "{} {} -> {}",
+                    change.name,
+                    if change.old_version.is_empty() {
+                        "(new)"
+                    } else {
+                        &change.old_version
+                    },
+                    if change.new_version.is_empty() {
+                        "(removed)"
+                    } else {
+                        &change.new_version
+                    }
+                )
+            })
+            .collect();
+        let more = feed.changes.len().saturating_sub(shown.len());
+        let description = format!(
+            "feed {} -> {digest}{}{}",
+            feed.feed,
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", shown.join(", "))
+            },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        tracing::info!(feed = %feed.feed, change = %description, "package feed changed");
+        let cause = CauseRecord {
+            kind: "package-feed".to_string(),
+            description,
+            event_id: envelope.id.clone(),
+            at_ms: if event.received_at_ms > 0 {
+                event.received_at_ms
+            } else {
+                now_ms()
+            },
+        };
+        self.seen_then_plan(&envelope, event, cause).await
+    }
+
+    /// Re-resolves every package image against the loaded feed indexes.
+    fn refresh_packages(&mut self) {
+        let specs: Vec<rebake_config::ImageSpec> = self
+            .planner
+            .catalog()
+            .images()
+            .filter(|spec| spec.packages.is_some())
+            .cloned()
+            .collect();
+        for spec in specs {
+            if let Some(resolution) = self.feeds.resolve(&spec) {
+                self.planner.set_packages(&spec.name, resolution);
+            }
         }
     }
 
@@ -445,6 +616,7 @@ impl Resolver {
             causes: build.causes.clone(),
             base_digest: build.base_digest.clone(),
             sources: build.sources.clone(),
+            packages: build.packages.clone(),
             requested_at_ms,
             ..Default::default()
         };
@@ -469,6 +641,7 @@ impl Resolver {
             causes: build.causes.iter().map(pb::Cause::from).collect(),
             requested_at_ms,
             priority: 0,
+            packages: build.packages.iter().map(pb::ResolvedPackage::from).collect(),
         };
         let names = self.bus.names();
         let envelope = Envelope::new(

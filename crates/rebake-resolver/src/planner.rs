@@ -4,6 +4,10 @@
 //! Rules, applied to every image in dependency order on every pass:
 //! - an image's desired inputs hash comes from its spec, its base digest and its source
 //!   commits; while one of those is unknown the image is `waiting`;
+//! - an image with `packages:` needs its install set resolved against its feed (the service
+//!   does that and hands the result in with [`Planner::set_packages`]); the resolved set is
+//!   part of the inputs hash, so a feed change rebuilds exactly the images whose set changed,
+//!   and an unresolvable set marks the image failed with the chain that failed;
 //! - an image whose catalog parent is not settled (building, waiting, failed, or out of date)
 //!   waits for it, so a cascade builds each image once, after its parent, on the parent's new
 //!   digest;
@@ -15,7 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use rebake_config::{Catalog, ImageSpec};
 use rebake_events::{
     ImageName,
-    state::{BuildFailure, CauseRecord, ImageState, ImageStatus, PendingBuild, SourceRevision, inputs_hash},
+    state::{
+        BuildFailure, CauseRecord, ImageState, ImageStatus, PackageRecord, PendingBuild, SourceRevision, inputs_hash,
+    },
 };
 
 /// A build the planner wants.
@@ -33,6 +39,8 @@ pub struct PlannedBuild {
     pub base_digest: String,
     /// Sources at their commits.
     pub sources: Vec<SourceRevision>,
+    /// Resolved packages, per platform.
+    pub packages: Vec<PackageRecord>,
     /// Canonical spec JSON.
     pub spec_json: String,
     /// Why.
@@ -49,6 +57,8 @@ pub struct Planner {
     /// (identity, branch) → commit.
     branches: HashMap<(String, String), String>,
     images: BTreeMap<ImageName, ImageState>,
+    /// Resolved package sets of images with `packages:`.
+    packages: HashMap<ImageName, PackageResolution>,
     /// How long a pending build may stay pending before it is presumed lost.
     pub pending_timeout_ms: i64,
     /// How long after a failure the same inputs are tried again.
@@ -73,6 +83,7 @@ impl Planner {
             tags: HashMap::new(),
             branches: HashMap::new(),
             images,
+            packages: HashMap::new(),
             pending_timeout_ms: 30 * 60 * 1000,
             failure_retry_ms: 5 * 60 * 1000,
         }
@@ -149,6 +160,11 @@ impl Planner {
             .insert((identity.to_string(), branch.to_string()), commit.to_string())
             .as_deref()
             != Some(commit)
+    }
+
+    /// Records the package resolution of an image. Returns whether it changed.
+    pub fn set_packages(&mut self, image: &ImageName, resolution: PackageResolution) -> bool {
+        self.packages.insert(image.clone(), resolution.clone()).as_ref() != Some(&resolution)
     }
 
     /// Records a publication (clears the pending build, sets the published image, and
@@ -251,6 +267,11 @@ impl Planner {
                     state.status_reason = "build in progress".to_string();
                     unsettled.insert(name.clone(), format!("{name} is being built"));
                 }
+                Decision::Unresolvable(reason) => {
+                    state.status = ImageStatus::Failed;
+                    state.status_reason = reason;
+                    unsettled.insert(name.clone(), format!("{name} cannot be resolved"));
+                }
                 Decision::FailedBefore { desired, reason } => {
                     state.desired_inputs_hash = desired;
                     state.status = ImageStatus::Failed;
@@ -278,6 +299,7 @@ impl Planner {
                         base_ref: spec.base.clone(),
                         base_digest: inputs.base_digest,
                         sources: inputs.sources,
+                        packages: inputs.packages,
                         spec_json: spec.canonical_json(),
                         causes: build_causes,
                     });
@@ -345,7 +367,16 @@ impl Planner {
                 }
             }
         }
-        let desired = inputs_hash(&spec.canonical_json(), &base_digest, &sources);
+        let packages = match (&spec.packages, self.packages.get(&spec.name)) {
+            (None, _) => Vec::new(),
+            (Some(wanted), None) => {
+                return Decision::Wait(format!("packages from feed {} not resolved yet", wanted.feed));
+            }
+            (Some(_), Some(PackageResolution::Unavailable(reason))) => return Decision::Wait(reason.clone()),
+            (Some(_), Some(PackageResolution::Failed(reason))) => return Decision::Unresolvable(reason.clone()),
+            (Some(_), Some(PackageResolution::Resolved(packages))) => packages.clone(),
+        };
+        let desired = inputs_hash(&spec.canonical_json(), &base_digest, &sources, &packages);
         if state
             .published
             .as_ref()
@@ -372,18 +403,32 @@ impl Planner {
             inputs_hash: desired,
             base_digest,
             sources,
+            packages,
         })
     }
+}
+
+/// What is known of an image's package set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageResolution {
+    /// Resolved to exactly these packages (every platform).
+    Resolved(Vec<PackageRecord>),
+    /// Cannot be resolved yet (feed not loaded or unreachable): the image waits.
+    Unavailable(String),
+    /// The install set cannot be satisfied by the feed: the image fails with this chain.
+    Failed(String),
 }
 
 struct Inputs {
     inputs_hash: String,
     base_digest: String,
     sources: Vec<SourceRevision>,
+    packages: Vec<PackageRecord>,
 }
 
 enum Decision {
     Wait(String),
+    Unresolvable(String),
     UpToDate { desired: String },
     InFlight { desired: String },
     FailedBefore { desired: String, reason: String },
@@ -476,6 +521,68 @@ mod tests {
         let fourth = planner.plan(0, &[], &mut ids);
         assert_eq!(names(&fourth), vec!["child"]);
         assert_eq!(fourth[0].base_digest, "sha256:app2");
+    }
+
+    fn package(name: &str, version: &str) -> PackageRecord {
+        PackageRecord {
+            platform: "linux/amd64".into(),
+            name: name.into(),
+            version: version.into(),
+            architecture: "all".into(),
+            checksum: format!("{name}-{version}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn package_sets_rebuild_exactly_the_images_whose_set_changed() {
+        let catalog = Catalog::from_specs(vec![
+            spec("name: os\nbase: scratch\npackages: {feed: deb, install: [tzdata]}\npublish: {repository: reg/os}\n"),
+            spec("name: app\nbase: reg/os:latest\npublish: {repository: reg/app}\n"),
+            spec(
+                "name: net\nbase: scratch\npackages: {feed: deb, install: [netbase]}\npublish: {repository: reg/net}\n",
+            ),
+        ])
+        .unwrap();
+        let mut planner = Planner::new(catalog, BTreeMap::new());
+        let mut ids = ids();
+        let os = ImageName::new("os").unwrap();
+        let net = ImageName::new("net").unwrap();
+        // Unresolved: waiting, nothing built.
+        assert!(planner.plan(1, &[], &mut ids).is_empty());
+        assert_eq!(planner.images()[&os].status, ImageStatus::Waiting);
+        planner.set_packages(&os, PackageResolution::Resolved(vec![package("tzdata", "1")]));
+        planner.set_packages(&net, PackageResolution::Resolved(vec![package("netbase", "6")]));
+        let builds = planner.plan(2, &[], &mut ids);
+        assert_eq!(names(&builds), ["net", "os"]);
+        assert_eq!(builds[1].packages, vec![package("tzdata", "1")]);
+        for build in &builds {
+            publish(&mut planner, build, &format!("sha256:{}1", build.image));
+        }
+        let builds = planner.plan(3, &[], &mut ids);
+        assert_eq!(names(&builds), ["app"]);
+        publish(&mut planner, &builds[0], "sha256:app1");
+        assert!(planner.plan(4, &[], &mut ids).is_empty());
+
+        // The same set again (an unrelated package moved in the feed): nothing.
+        assert!(!planner.set_packages(&net, PackageResolution::Resolved(vec![package("netbase", "6")])));
+        assert!(planner.plan(5, &[], &mut ids).is_empty());
+
+        // tzdata moved: os, then its child; net stays.
+        planner.set_packages(&os, PackageResolution::Resolved(vec![package("tzdata", "2")]));
+        let builds = planner.plan(6, &[], &mut ids);
+        assert_eq!(names(&builds), ["os"]);
+        publish(&mut planner, &builds[0], "sha256:os2");
+        assert_eq!(names(&planner.plan(7, &[], &mut ids)), ["app"]);
+
+        // Unsatisfiable: failed with the chain, no build.
+        planner.set_packages(
+            &net,
+            PackageResolution::Failed("netbase -> libmissing -> no candidate".into()),
+        );
+        assert!(planner.plan(8, &[], &mut ids).is_empty());
+        assert_eq!(planner.images()[&net].status, ImageStatus::Failed);
+        assert!(planner.images()[&net].status_reason.contains("libmissing"));
     }
 
     #[test]

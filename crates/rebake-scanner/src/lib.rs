@@ -93,13 +93,45 @@ pub async fn serve(
     Ok(())
 }
 
-/// Reads a staged image's layers and lists its files.
+/// Reads a staged image's layers and lists its files. For an image index, every platform's
+/// manifest is read (so a broken platform fails the scan); the files listed are the first
+/// platform's and the size is the largest platform's (the size policy is per pulled image).
 pub async fn read_inventory(
     registry: &Registry,
     repository: &str,
     digest: &str,
 ) -> Result<(Vec<rebake_oci::FileInfo>, i64)> {
     let reference = ImageRef::parse(repository).map_err(ScannerError::Registry)?;
+    let raw = registry
+        .get_manifest(&reference.registry, &reference.repository, digest)
+        .await
+        .map_err(ScannerError::Registry)?;
+    let manifests = if raw.is_index() {
+        raw.to_index()
+            .map_err(ScannerError::Registry)?
+            .manifests
+            .into_iter()
+            .map(|descriptor| descriptor.digest)
+            .collect()
+    } else {
+        vec![digest.to_string()]
+    };
+    let mut result: Option<(Vec<rebake_oci::FileInfo>, i64)> = None;
+    for manifest_digest in manifests {
+        let (files, size) = manifest_inventory(registry, &reference, &manifest_digest).await?;
+        result = Some(match result {
+            None => (files, size),
+            Some((first, largest)) => (first, largest.max(size)),
+        });
+    }
+    Ok(result.unwrap_or_default())
+}
+
+async fn manifest_inventory(
+    registry: &Registry,
+    reference: &ImageRef,
+    digest: &str,
+) -> Result<(Vec<rebake_oci::FileInfo>, i64)> {
     let raw = registry
         .get_manifest(&reference.registry, &reference.repository, digest)
         .await

@@ -388,6 +388,7 @@ impl Worker {
             causes: build.causes.clone(),
             published_at_ms: now_ms(),
             size_bytes: build.size_bytes,
+            packages: build.packages.clone(),
         };
         let envelope = Envelope::new(
             EventKind::ImagePublished,

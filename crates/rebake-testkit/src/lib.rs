@@ -7,6 +7,9 @@
 //! - [`RegistryServer`]: `docker-registry serve` (Debian package `docker-registry`,
 //!   distribution 2.8), optionally posting webhook [`Notifications`].
 //!
+//! Package feed tests need an HTTP server for a directory of repository files:
+//! [`FeedServer`] serves one in-process (with `ETag`/`Last-Modified`, 304s and a request log).
+//!
 //! Invariants:
 //!
 //! - every server listens on a fresh loopback port ([`free_port`]), so tests run in parallel;
@@ -25,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod eventually;
+mod feed;
 mod nats;
 mod net;
 mod process;
@@ -36,6 +40,7 @@ use std::time::Duration;
 pub use crate::eventually::{
     Condition, DEFAULT_PATIENCE, PATIENCE_ENV, POLL_INTERVAL, eventually, patience, patience_factor, scaled,
 };
+pub use crate::feed::{FeedRequest, FeedServer};
 pub use crate::nats::NatsServer;
 pub use crate::net::free_port;
 pub use crate::registry::{Notifications, RegistryServer};

@@ -94,6 +94,12 @@ async fn connect(config: &Config, service: Service) -> Result<Bus> {
     .with_context(|| format!("failed to connect {} to nats at {}", service.name(), config.nats.url))
 }
 
+/// The HTTP client for package feeds, caching packages under `cache_dir`.
+fn feed_client(cache_dir: std::path::PathBuf) -> Result<rebake_feeds::fetch::FeedClient> {
+    rebake_feeds::fetch::FeedClient::new(cache_dir.clone())
+        .with_context(|| format!("failed to set up the feed client (cache {})", cache_dir.display()))
+}
+
 /// Reads every secret and file the chosen services need, before anything starts, so a
 /// missing key fails start-up with a clear message.
 struct Prepared {
@@ -218,19 +224,33 @@ pub async fn start(
                     work_dir: config.builder.work_dir.clone(),
                     staging_prefix: config.builder.staging_prefix.clone(),
                 };
-                rebake_builder::serve(bus, registry.clone(), settings, shutdown.clone(), tracker.clone())
-                    .await
-                    .context("failed to start the builder")?;
+                let feeds = feed_client(config.builder.package_cache.clone())?;
+                rebake_builder::serve(
+                    bus,
+                    registry.clone(),
+                    feeds,
+                    settings,
+                    shutdown.clone(),
+                    tracker.clone(),
+                )
+                .await
+                .context("failed to start the builder")?;
             }
             Service::Resolver => {
                 let catalog = prepared.catalog.take().expect("prepare loads the catalog");
                 let settings = rebake_resolver::ResolverSettings {
                     resync_interval: config.resolver.resync_interval,
                 };
+                // Indexes are held in memory; the disk cache is only for packages.
+                let feeds = rebake_resolver::Feeds::new(
+                    feed_client(config.builder.work_dir.join("feed-cache"))?,
+                    config.feeds.clone(),
+                );
                 rebake_resolver::serve(
                     bus,
                     registry.clone(),
                     catalog,
+                    feeds,
                     settings,
                     shutdown.clone(),
                     tracker.clone(),
@@ -245,6 +265,17 @@ pub async fn start(
                     .expect("prepare binds the ingress listener");
                 started.ingress = Some(listener.local_addr()?);
                 let settings = prepared.ingress.take().expect("prepare builds ingress settings");
+                if !config.feeds.is_empty() {
+                    let client = feed_client(config.builder.work_dir.join("feed-cache"))?;
+                    let pollers = rebake_ingress::feeds::poll_feeds(
+                        std::sync::Arc::new(bus.clone()),
+                        client,
+                        config.feeds.clone(),
+                        config.ingress.feed_poll_interval,
+                        shutdown.clone(),
+                    );
+                    tracker.spawn(pollers);
+                }
                 let token = shutdown.clone();
                 tracker.spawn(async move {
                     if let Err(error) = rebake_ingress::serve(bus, settings, listener, token).await {

@@ -4,6 +4,7 @@
 //!
 //! Everything here is pure: callers hand in bytes and get parsed values back.
 
+pub mod assemble;
 pub mod error;
 pub mod gzip;
 pub mod index;

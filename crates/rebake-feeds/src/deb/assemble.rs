@@ -174,20 +174,9 @@ fn info_name(name: &str, control: &Paragraph) -> String {
     }
 }
 
-/// Adds `entry` (shipped by `owner`) to `merged`, deduplicating directories and identical
-/// files/symlinks; anything else at an occupied path is a conflict.
+/// [`crate::rootfs::merge_entry`], with this format's error.
 fn insert(merged: &mut BTreeMap<String, (String, LayerEntry)>, owner: &str, entry: LayerEntry) -> Result<()> {
-    match merged.get(&entry.path) {
-        None => {
-            merged.insert(entry.path.clone(), (owner.to_owned(), entry));
-            Ok(())
-        }
-        Some((_, existing)) if existing.kind == entry.kind => Ok(()),
-        Some((first, _)) => Err(DebError::Archive(format!(
-            "{} is shipped by both {first} and {owner}",
-            entry.path
-        ))),
-    }
+    crate::rootfs::merge_entry(merged, owner, entry).map_err(DebError::Archive)
 }
 
 #[cfg(test)]
