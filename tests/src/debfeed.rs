@@ -363,3 +363,63 @@ fn write_ar(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     }
     out
 }
+
+/// A build request for `spec` (an image from feed `feed`, configured as `source`) with its
+/// packages resolved against `snapshot` for every platform it builds, as the resolver
+/// would send it.
+pub fn build_request(
+    snapshot: &rebake_feeds::fetch::FeedSnapshot,
+    feed: &str,
+    source: &rebake_feeds::fetch::FeedSource,
+    spec: &rebake_config::ImageSpec,
+    build_id: &str,
+) -> Result<rebake_events::pb::BuildRequest> {
+    let install = &spec.packages.as_ref().context("the spec installs no packages")?.install;
+    let mut packages = Vec::new();
+    for platform in spec.build_platforms() {
+        let arch = source
+            .feed_arch(&platform)
+            .with_context(|| format!("feed {feed} has no architecture for {platform}"))?;
+        for package in snapshot.resolve(&arch, install)? {
+            packages.push(rebake_events::pb::ResolvedPackage {
+                platform: platform.clone(),
+                name: package.name,
+                version: package.version,
+                architecture: package.architecture,
+                checksum: package.sha256,
+                size: package.size as i64,
+                url: package.url,
+                feed: feed.to_string(),
+            });
+        }
+    }
+    Ok(rebake_events::pb::BuildRequest {
+        build_id: build_id.to_string(),
+        image: spec.name.to_string(),
+        inputs_hash: format!("sha256:{}", hex::encode(sha2::Sha256::digest(spec.canonical_json()))),
+        base_ref: "scratch".to_string(),
+        spec_json: spec.canonical_json(),
+        packages,
+        ..Default::default()
+    })
+}
+
+/// Parses one image spec from YAML (validated as the catalog loader does).
+pub fn load_spec(yaml: &str) -> Result<rebake_config::ImageSpec> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("image.yaml"), yaml)?;
+    let catalog = rebake_config::Catalog::load(dir.path())?;
+    Ok(catalog.images().next().context("one image")?.clone())
+}
+
+/// The `FeedSource` of a test feed served at `url`.
+pub fn feed_source(url: &str, keyring: &Path) -> Result<rebake_feeds::fetch::FeedSource> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "kind": "debian",
+        "url": url,
+        "suite": SUITE,
+        "components": ["main"],
+        "architectures": ARCHITECTURES,
+        "keyring": [keyring],
+    }))?)
+}

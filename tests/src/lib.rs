@@ -4,6 +4,7 @@
 //! code path as `rebake up`). Scenarios live in `tests/`.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod debfeed;
 
 use std::{
@@ -72,6 +73,19 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
         bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Runs `program` in `dir` and returns its stdout; a failure carries its stderr.
+pub fn tool(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("failed to run {program}"))?;
+    if !output.status.success() {
+        bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
 /// How a sandbox differs from the default.

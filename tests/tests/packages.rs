@@ -6,11 +6,14 @@
 //!
 //! Skips (with the reason printed) when `apt-get download` or `gpg` cannot run here.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, ensure};
-use rebake_e2e::{Options, Sandbox, debfeed::DebFeed};
-use rebake_events::{Bucket, pb, state::UpstreamRecord};
+use rebake_e2e::{
+    Options, Sandbox,
+    debfeed::{DebFeed, build_request, feed_source, load_spec},
+};
+use rebake_events::{Bucket, state::UpstreamRecord};
 use rebake_feeds::fetch::{FeedClient, FeedSource};
 use rebake_testkit::FeedServer;
 
@@ -196,19 +199,11 @@ async fn feed_digest(sandbox: &Sandbox) -> Result<Option<String>> {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("failed to run {program}"))?;
-    ensure!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).to_string())
+    rebake_e2e::tool(Path::new("."), program, args)
 }
 
-/// Builds the os image from the feed through the builder alone, in `work`.
+/// Builds the os image (amd64 only) from the feed through the builder alone, in `work`,
+/// with its own package cache.
 async fn build_os(
     registry: &rebake_oci::Registry,
     host: &str,
@@ -217,41 +212,13 @@ async fn build_os(
 ) -> Result<rebake_builder::assemble::Staged> {
     let client = FeedClient::new(work.join("cache"))?;
     let snapshot = client.snapshot("test", source).await?;
-    let spec: rebake_config::ImageSpec = load_spec(
+    let spec = load_spec(
         &OS_IMAGE
             .replace("{host}", host)
             .replace("linux/amd64, linux/arm64", "linux/amd64"),
     )?;
-    let mut packages = Vec::new();
-    for package in snapshot.resolve("amd64", &spec.packages.as_ref().context("packages")?.install)? {
-        packages.push(pb::ResolvedPackage {
-            platform: "linux/amd64".into(),
-            name: package.name,
-            version: package.version,
-            architecture: package.architecture,
-            checksum: package.sha256,
-            size: package.size as i64,
-            url: package.url,
-            feed: "test".into(),
-        });
-    }
-    let request = pb::BuildRequest {
-        build_id: "b1".into(),
-        image: "os".into(),
-        inputs_hash: "sha256:test".into(),
-        base_ref: "scratch".into(),
-        spec_json: spec.canonical_json(),
-        packages,
-        ..Default::default()
-    };
+    let request = build_request(&snapshot, "test", source, &spec, "b1")?;
     Ok(rebake_builder::assemble::build_and_stage(registry, &client, work, "rebake-staging", &request).await?)
-}
-
-fn load_spec(text: &str) -> Result<rebake_config::ImageSpec> {
-    let catalog_dir = tempfile::tempdir()?;
-    std::fs::write(catalog_dir.path().join("os.yaml"), text)?;
-    let catalog = rebake_config::Catalog::load(catalog_dir.path())?;
-    Ok(catalog.images().next().context("one image")?.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,14 +231,7 @@ async fn package_image_is_reproducible_and_readable_by_umoci() -> Result<()> {
     let registry_server = rebake_testkit::RegistryServer::start(None).await?;
     let host = registry_server.host();
     let registry = rebake_oci::Registry::try_new(vec![host.clone()])?;
-    let source: FeedSource = serde_json::from_value(serde_json::json!({
-        "kind": "debian",
-        "url": server.url(),
-        "suite": "stable",
-        "components": ["main"],
-        "architectures": ["amd64", "arm64"],
-        "keyring": [feed.keyring],
-    }))?;
+    let source = feed_source(&server.url(), &feed.keyring)?;
 
     // Two places, two times, cold caches: one digest.
     let first = build_os(&registry, &host, &source, &dir.path().join("a")).await?;
@@ -324,5 +284,47 @@ async fn package_image_is_reproducible_and_readable_by_umoci() -> Result<()> {
     ensure!(passwd.lines().any(|l| l.starts_with("root:x:0:0:")), "passwd: {passwd}");
     let os_release = std::fs::read_to_string(rootfs.join("etc/os-release"))?;
     ensure!(os_release.contains("ID=rebake-test"), "os-release: {os_release}");
+
+    // Owners and modes, read independently with the tar CLI from the layer blob that holds
+    // `tmp/` (`umoci --rootless` remaps owners, so its rootfs cannot tell).
+    let mut listing = None;
+    for blob in std::fs::read_dir(layout.join("blobs/sha256"))? {
+        let blob = blob?.path();
+        // Config and manifests are not gzip: tar fails on them.
+        let Ok(out) = run("tar", &["--numeric-owner", "-tvzf", &blob.to_string_lossy()]) else {
+            continue;
+        };
+        if out.lines().any(|line| line.ends_with(" tmp/")) {
+            listing = Some(out);
+            break;
+        }
+    }
+    let listing = listing.context("no layer blob lists tmp/")?;
+    // `drwxrwxrwt 0/0 0 1970-01-01 00:00 tmp/` -> ("drwxrwxrwt", "0/0")
+    let entry = |path: &str| -> Result<(String, String)> {
+        let line = listing
+            .lines()
+            .find(|line| line.split_whitespace().last() == Some(path))
+            .with_context(|| format!("{path} not in the package layer"))?;
+        let mut fields = line.split_whitespace();
+        Ok((
+            fields.next().unwrap_or_default().to_owned(),
+            fields.next().unwrap_or_default().to_owned(),
+        ))
+    };
+    for (path, mode, owner) in [
+        ("tmp/", "drwxrwxrwt", "0/0"),
+        ("var/tmp/", "drwxrwxrwt", "0/0"),
+        ("root/", "drwx------", "0/0"),
+        ("home/nonroot/", "drwxr-xr-x", "65532/65532"),
+        ("etc/passwd", "-rw-r--r--", "0/0"),
+        ("etc/shadow", "-rw-------", "0/0"),
+    ] {
+        let (got_mode, got_owner) = entry(path)?;
+        ensure!(
+            (got_mode.as_str(), got_owner.as_str()) == (mode, owner),
+            "{path}: {got_mode} {got_owner}, want {mode} {owner}"
+        );
+    }
     Ok(())
 }

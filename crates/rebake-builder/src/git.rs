@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use rebake_oci::{LayerEntry, LayerEntryKind};
+use rebake_oci::LayerEntry;
 use sha2::Digest as _;
 
 use crate::{BuilderError, Result};
@@ -106,8 +106,8 @@ pub async fn checkout(
     Ok(SourceTree { entries, commit_time })
 }
 
-/// Turns a `git archive` tar into layer entries under `dest` (modes normalised by the layer
-/// writer; only the executable bit matters).
+/// Turns a `git archive` tar into layer entries under `dest`: `root:root`, modes normalised
+/// by the layer writer (Git tracks only the executable bit).
 fn entries_from_tar(archive: &[u8], dest: &str) -> std::result::Result<Vec<LayerEntry>, String> {
     let dest = dest.trim_matches('/');
     let join = |path: &str| {
@@ -136,30 +136,18 @@ fn entries_from_tar(archive: &[u8], dest: &str) -> std::result::Result<Vec<Layer
             continue;
         }
         if kind.is_dir() {
-            entries.push(LayerEntry {
-                path: target,
-                mode: 0o755,
-                kind: LayerEntryKind::Dir,
-            });
+            entries.push(LayerEntry::dir(target));
         } else if kind.is_symlink() {
             let link = entry
                 .link_name()
                 .map_err(|e| format!("bad link: {e}"))?
                 .map(|link| link.to_string_lossy().to_string())
                 .unwrap_or_default();
-            entries.push(LayerEntry {
-                path: target,
-                mode: 0o777,
-                kind: LayerEntryKind::Symlink { target: link },
-            });
+            entries.push(LayerEntry::symlink(target, link));
         } else if kind.is_file() {
             let mut content = Vec::new();
             std::io::Read::read_to_end(&mut entry, &mut content).map_err(|e| format!("cannot read {path}: {e}"))?;
-            entries.push(LayerEntry {
-                path: target,
-                mode,
-                kind: LayerEntryKind::File { content },
-            });
+            entries.push(LayerEntry::file(target, mode, content));
         }
         // pax global headers (git archive writes the commit id in one) and anything else are skipped.
     }

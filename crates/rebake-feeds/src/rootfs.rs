@@ -1,8 +1,8 @@
 //! The system files of an image built from packages, derived from its spec.
 //!
 //! Everything here is pure and deterministic: functions take the spec's values (and, where
-//! relevant, the files the packages shipped) and return [`LayerEntry`]s with fixed modes;
-//! owners are always `root:root` and the mtime is set later by [`rebake_oci::build_layer`].
+//! relevant, the files the packages shipped) and return [`LayerEntry`]s with fixed modes
+//! and owners; the mtime is set later by [`rebake_oci::build_layer`].
 //!
 //! - [`account_entries`]: `etc/passwd`, `etc/group`, `etc/shadow` and home directories
 //!   from [`Accounts`], merged with the account files a package shipped (Alpine's
@@ -13,14 +13,22 @@
 //! - [`overlay`]: puts those entries over the packages' entries, replacing what a package
 //!   shipped at the same paths and adding missing parent directories.
 //!
-//! # Ownership
+//! # Ownership and modes
 //!
-//! The layer format writes every entry as `root:root` with normalised modes (files
-//! `0644`/`0755`, directories `0755`), so home directories are **owned by root** in the
-//! image, not by their user, and `etc/shadow` ends up `0644` whatever mode is requested
-//! here. Every account is locked (`*` in `etc/shadow`), so the shadow file holds no
-//! secret; a user that must write to its home needs a writable volume or a layer format
-//! with ownership.
+//! The entries carry numeric owners and exact modes ([`LayerEntry::owned_by`],
+//! [`LayerEntry::with_exact_mode`]), written as such into the layer:
+//!
+//! - a home directory is owned by its user's `uid:gid` with mode `0755` (like distroless'
+//!   `/home/nonroot`: the user can write there, others can read), except the home of uid 0
+//!   (`/root`), which is `0700` `root:root` as Debian's `base-files` and Alpine ship it;
+//! - `etc/shadow` is `0640` owned by `root:shadow` when the merged `etc/group` has a group
+//!   named `shadow` (Debian's and Alpine's convention, so `shadow`-group tools can read it),
+//!   else `0600` `root:root`;
+//! - `etc/passwd` and `etc/group` are `0644` `root:root`;
+//! - `usr/lib/os-release` is `0644` `root:root`.
+//!
+//! Every account is locked (`*` in `etc/shadow`), so the shadow file holds no secret
+//! either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -350,13 +358,15 @@ fn merge_lines(
 ///
 /// `etc/shadow` gets one locked line per user of the merged `etc/passwd`
 /// (`name:*::0:::::`): no account can log in with a password, and nothing a package shipped
-/// in `etc/shadow` survives (pass the result through [`overlay`]). It is requested with
-/// mode `0600`; `etc/passwd` and `etc/group` with `0644`.
+/// in `etc/shadow` survives (pass the result through [`overlay`]). It is `0640`
+/// `root:<shadow gid>` when the merged `etc/group` has a group named `shadow`, else `0600`
+/// `root:root`; `etc/passwd` and `etc/group` are `0644` `root:root` (all exact modes).
 ///
-/// Home directories (mode `0755`) are created for the spec's users and the default root
-/// user, except `/`, `/nonexistent` and `/dev/null`; they are owned by root in the layer
-/// (see the [module documentation](self)). Parent directories are not included; [`overlay`]
-/// (or `build_layer`) adds them.
+/// Home directories are created for the spec's users and the default root user, except
+/// `/`, `/nonexistent` and `/dev/null`: owned by the user's `uid:gid`, mode `0755`, or
+/// `0700` for uid 0 (see the [module documentation](self)); when several users share a
+/// home, the first one owns it. Parent directories are not included; [`overlay`] (or
+/// `build_layer`) adds them as `root:root` `0755`.
 ///
 /// The spec is checked with [`Accounts::validate`] first.
 pub fn account_entries(
@@ -408,7 +418,8 @@ pub fn account_entries(
         .map(|u| (u.name.clone(), u.uid, u.passwd_line()))
         .collect();
     let mut users = merge_lines("user", "uid", shipped_users, spec_users)?;
-    let mut homes: Vec<&str> = accounts.users.iter().map(|u| u.home.as_str()).collect();
+    // (home, uid, gid)
+    let mut homes: Vec<(&str, u32, u32)> = accounts.users.iter().map(|u| (u.home.as_str(), u.uid, u.gid)).collect();
     if !users.iter().any(|(name, _, _)| name == "root") {
         if let Some((name, _, _)) = users.iter().find(|(_, uid, _)| *uid == 0) {
             return Err(RootfsError::Accounts(format!(
@@ -416,7 +427,7 @@ pub fn account_entries(
             )));
         }
         users.insert(0, ("root".to_owned(), 0, DEFAULT_ROOT_PASSWD.to_owned()));
-        homes.push("/root");
+        homes.push(("/root", 0, 0));
     }
 
     let user_names: BTreeSet<&str> = users.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -440,19 +451,26 @@ pub fn account_entries(
         s
     });
 
+    let shadow_entry = match groups.iter().find(|(name, _, _)| name == "shadow") {
+        Some((_, gid, _)) => LayerEntry::file("etc/shadow", 0o640, shadow)
+            .with_exact_mode(0o640)
+            .owned_by(0, *gid),
+        None => LayerEntry::file("etc/shadow", 0o600, shadow).with_exact_mode(0o600),
+    };
     let mut out = vec![
-        LayerEntry::file("etc/passwd", 0o644, lines(&users)),
-        LayerEntry::file("etc/group", 0o644, lines(&groups)),
-        LayerEntry::file("etc/shadow", 0o600, shadow),
+        LayerEntry::file("etc/passwd", 0o644, lines(&users)).with_exact_mode(0o644),
+        LayerEntry::file("etc/group", 0o644, lines(&groups)).with_exact_mode(0o644),
+        shadow_entry,
     ];
     let mut created = BTreeSet::new();
-    for home in homes {
+    for (home, uid, gid) in homes {
         if NO_HOME.contains(&home) {
             continue;
         }
         let path = normalise(home);
         if !path.is_empty() && created.insert(path.clone()) {
-            out.push(LayerEntry::dir(path));
+            let mode = if uid == 0 { 0o700 } else { 0o755 };
+            out.push(LayerEntry::dir(path).with_exact_mode(mode).owned_by(uid, gid));
         }
     }
     Ok(out)
@@ -499,7 +517,7 @@ pub fn os_release_text(fields: &BTreeMap<String, String>) -> Result<String> {
     Ok(out)
 }
 
-/// `usr/lib/os-release` (mode `0644`) with [`os_release_text`].
+/// `usr/lib/os-release` (mode `0644`, `root:root`) with [`os_release_text`].
 pub fn os_release_entry(fields: &BTreeMap<String, String>) -> Result<LayerEntry> {
     Ok(LayerEntry::file("usr/lib/os-release", 0o644, os_release_text(fields)?))
 }
@@ -719,13 +737,90 @@ mod tests {
         );
         assert_eq!(content(&out, "etc/group"), "root:x:0:\nnonroot:x:65532:\n");
         assert_eq!(content(&out, "etc/shadow"), "root:*::0:::::\nnonroot:*::0:::::\n");
-        let shadow = out.iter().find(|e| e.path == "etc/shadow").unwrap();
-        assert_eq!(shadow.mode, 0o600);
-        assert!(
-            out.iter()
-                .filter(|e| e.kind == LayerEntryKind::Dir)
-                .all(|e| e.mode == 0o755)
+        // (path, mode, uid, gid); every mode is exact.
+        let owners: Vec<(&str, u32, u32, u32)> = out
+            .iter()
+            .inspect(|e| assert!(e.exact_mode, "{}", e.path))
+            .map(|e| (e.path.as_str(), e.mode, e.uid, e.gid))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("etc/passwd", 0o644, 0, 0),
+                ("etc/group", 0o644, 0, 0),
+                ("etc/shadow", 0o600, 0, 0),
+                ("home/nonroot", 0o755, 65532, 65532),
+                ("root", 0o700, 0, 0),
+            ]
         );
+    }
+
+    #[test]
+    fn owners_and_modes_in_the_layer() {
+        let accounts = Accounts {
+            users: vec![
+                User::new("nonroot", 65532),
+                User {
+                    gid: 100,
+                    home: "/srv/app/".into(),
+                    ..User::new("app", 1000)
+                },
+                User {
+                    home: "/srv/app".into(),
+                    ..User::new("other", 1001)
+                },
+            ],
+            groups: vec![],
+        };
+        let group = "root:x:0:\nshadow:x:42:\nusers:x:100:\n";
+        let out = account_entries(&accounts, None, Some(group)).unwrap();
+        let find = |p: &str| out.iter().find(|e| e.path == p).unwrap();
+        let shadow = find("etc/shadow");
+        assert_eq!(
+            (shadow.mode, shadow.uid, shadow.gid, shadow.exact_mode),
+            (0o640, 0, 42, true)
+        );
+        let app = find("srv/app");
+        // Shared home: the first user owns it.
+        assert_eq!((app.mode, app.uid, app.gid), (0o755, 1000, 100));
+        assert_eq!(
+            content(&out, "etc/group"),
+            format!("{group}nonroot:x:65532:\nother:x:1001:\n")
+        );
+
+        let layer = rebake_oci::build_layer(overlay(Vec::new(), out), 9).unwrap();
+        let mut tar_bytes = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer.compressed[..]), &mut tar_bytes).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let headers: Vec<(String, u32, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u32, u64, u64)> = [
+            ("etc/", 0o755, 0, 0),
+            ("etc/group", 0o644, 0, 0),
+            ("etc/passwd", 0o644, 0, 0),
+            ("etc/shadow", 0o640, 0, 42),
+            ("home/", 0o755, 0, 0),
+            ("home/nonroot/", 0o755, 65532, 65532),
+            ("root/", 0o700, 0, 0),
+            ("srv/", 0o755, 0, 0),
+            ("srv/app/", 0o755, 1000, 100),
+        ]
+        .into_iter()
+        .map(|(p, m, u, g)| (p.to_owned(), m, u, g))
+        .collect();
+        assert_eq!(headers, want);
     }
 
     #[test]

@@ -63,8 +63,38 @@ fn assembles_real_packages() {
     assert!(base_list.lines().any(|l| l == "/etc/debian_version"));
     assert!(base_list.lines().any(|l| l == "/etc"));
 
+    // Modes and owners as shipped by base-files, special bits included.
+    let shipped = |path: &str| {
+        let entry = find(&entries, path).unwrap_or_else(|| panic!("{path} missing"));
+        assert!(entry.exact_mode, "{path}");
+        (entry.mode, entry.uid, entry.gid)
+    };
+    assert_eq!(shipped("tmp"), (0o1777, 0, 0));
+    assert_eq!(shipped("var/tmp"), (0o1777, 0, 0));
+    assert_eq!(shipped("root"), (0o700, 0, 0));
+    // `root:staff` (gid 50) with the setgid bit.
+    assert_eq!(shipped("var/local"), (0o2775, 0, 50));
+
     let first = build_layer(entries.clone(), 0).unwrap();
     let second = build_layer(deb::assemble::assemble(&packages).unwrap(), 0).unwrap();
     assert_eq!(first.digest, second.digest);
     assert_eq!(first.diff_id, second.diff_id);
+
+    // The same in the layer's tar headers.
+    let mut tar_bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&first.compressed[..]), &mut tar_bytes).unwrap();
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut headers = std::collections::HashMap::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let header = entry.header();
+        headers.insert(
+            entry.path().unwrap().to_string_lossy().into_owned(),
+            (header.mode().unwrap(), header.uid().unwrap(), header.gid().unwrap()),
+        );
+    }
+    assert_eq!(headers["tmp/"], (0o1777, 0, 0));
+    assert_eq!(headers["root/"], (0o700, 0, 0));
+    assert_eq!(headers["var/local/"], (0o2775, 0, 50));
+    assert_eq!(headers["etc/debian_version"], (0o644, 0, 0));
 }

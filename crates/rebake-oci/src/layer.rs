@@ -2,8 +2,10 @@
 //!
 //! [`build_layer`] turns a list of entries into a gzip-compressed tar whose bytes depend
 //! only on the entries and the given mtime: entries are sorted, parents are added,
-//! ownership and modes are normalised, GNU headers carry no atime/ctime, and gzip is
-//! written with mtime 0, no file name and a fixed level. The compressed digest is stable
+//! modes are normalised unless an entry asks for its exact mode, owners are numeric only
+//! (`root:root` unless an entry names another owner; user and group names are always
+//! empty), GNU headers carry no atime/ctime, and gzip is written with mtime 0, no file name
+//! and a fixed level. The compressed digest is stable
 //! for a given `flate2`/`miniz_oxide` version; the `diff_id` (hash of the tar) is stable
 //! regardless.
 
@@ -38,46 +40,95 @@ pub enum LayerEntryKind {
 }
 
 /// One entry of a layer to build.
+///
+/// The constructors ([`LayerEntry::file`], [`LayerEntry::dir`], [`LayerEntry::symlink`])
+/// make `root:root` entries with normalised modes, which is what sources that only track
+/// the executable bit (Git) need. Entries from packages keep what was shipped with
+/// [`LayerEntry::owned_by`] and [`LayerEntry::with_exact_mode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerEntry {
     /// Path inside the image, relative (`usr/bin/app`); `./` prefixes, `.` components,
     /// repeated and trailing slashes are normalised away. Absolute paths and `..`
     /// components are rejected.
     pub path: String,
-    /// Requested permission bits; normalised (files 0644, or 0755 if any execute bit is
-    /// set; directories 0755; symlinks 0777).
+    /// Requested permission bits. Unless [`exact_mode`](Self::exact_mode) is set they are
+    /// normalised: files 0644, or 0755 if any execute bit is set; directories 0755;
+    /// symlinks 0777.
     pub mode: u32,
     /// File, directory or symlink.
     pub kind: LayerEntryKind,
+    /// Numeric owner written into the tar header (0 from the constructors).
+    pub uid: u32,
+    /// Numeric group written into the tar header (0 from the constructors).
+    pub gid: u32,
+    /// When true, `mode & 0o7777` (setuid, setgid and sticky included) is written as
+    /// given, whatever the kind; when false (the constructors' default) the mode is
+    /// normalised as described on [`mode`](Self::mode).
+    pub exact_mode: bool,
 }
 
 impl LayerEntry {
     /// A regular file.
+    /// A regular file owned by `root:root`; `mode` is normalised to 0644/0755.
     pub fn file(path: impl Into<String>, mode: u32, content: impl Into<Vec<u8>>) -> Self {
+        Self::new(
+            path,
+            mode,
+            LayerEntryKind::File {
+                content: content.into(),
+            },
+        )
+    }
+
+    /// A directory owned by `root:root`, mode 0755.
+    pub fn dir(path: impl Into<String>) -> Self {
+        Self::new(path, 0o755, LayerEntryKind::Dir)
+    }
+
+    /// A symbolic link owned by `root:root`, mode 0777.
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Self {
+        Self::new(path, 0o777, LayerEntryKind::Symlink { target: target.into() })
+    }
+
+    /// An entry of any kind owned by `root:root` with a normalised `mode`.
+    pub fn new(path: impl Into<String>, mode: u32, kind: LayerEntryKind) -> Self {
         LayerEntry {
             path: path.into(),
             mode,
-            kind: LayerEntryKind::File {
-                content: content.into(),
-            },
+            kind,
+            uid: 0,
+            gid: 0,
+            exact_mode: false,
         }
     }
 
-    /// A directory.
-    pub fn dir(path: impl Into<String>) -> Self {
-        LayerEntry {
-            path: path.into(),
-            mode: 0o755,
-            kind: LayerEntryKind::Dir,
-        }
+    /// The same entry owned by `uid:gid` (numeric ids; no names are written).
+    #[must_use]
+    pub fn owned_by(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
     }
 
-    /// A symbolic link.
-    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Self {
-        LayerEntry {
-            path: path.into(),
-            mode: 0o777,
-            kind: LayerEntryKind::Symlink { target: target.into() },
+    /// The same entry with `mode & 0o7777` written exactly (setuid, setgid and sticky bits
+    /// included) instead of being normalised.
+    #[must_use]
+    pub fn with_exact_mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self.exact_mode = true;
+        self
+    }
+
+    /// The permission bits written into the tar header.
+    pub fn effective_mode(&self) -> u32 {
+        if self.exact_mode {
+            return self.mode & 0o7777;
+        }
+        match self.kind {
+            LayerEntryKind::File { .. } if self.mode & 0o111 != 0 => 0o755,
+            LayerEntryKind::File { .. } => 0o644,
+            LayerEntryKind::Dir => 0o755,
+            LayerEntryKind::Symlink { .. } => 0o777,
         }
     }
 }
@@ -200,8 +251,8 @@ pub fn build_layer(entries: Vec<LayerEntry>, mtime_unix: u64) -> Result<BuiltLay
 
 fn append_entry(tar: &mut tar::Builder<Vec<u8>>, path: &str, entry: &LayerEntry, mtime_unix: u64) -> Result<()> {
     let mut header = Header::new_gnu();
-    header.set_uid(0);
-    header.set_gid(0);
+    header.set_uid(u64::from(entry.uid));
+    header.set_gid(u64::from(entry.gid));
     header.set_mtime(mtime_unix);
     let layer_error = |source: std::io::Error| OciError::Layer {
         context: format!("failed to write layer entry {path}"),
@@ -211,16 +262,15 @@ fn append_entry(tar: &mut tar::Builder<Vec<u8>>, path: &str, entry: &LayerEntry,
     header.set_groupname("").map_err(layer_error)?;
     match &entry.kind {
         LayerEntryKind::File { content } => {
-            let mode = if entry.mode & 0o111 != 0 { 0o755 } else { 0o644 };
             header.set_entry_type(EntryType::Regular);
-            header.set_mode(mode);
+            header.set_mode(entry.effective_mode());
             header.set_size(content.len() as u64);
             tar.append_data(&mut header, path, content.as_slice())
                 .map_err(layer_error)?;
         }
         LayerEntryKind::Dir => {
             header.set_entry_type(EntryType::Directory);
-            header.set_mode(0o755);
+            header.set_mode(entry.effective_mode());
             header.set_size(0);
             tar.append_data(&mut header, format!("{path}/"), std::io::empty())
                 .map_err(layer_error)?;
@@ -233,7 +283,7 @@ fn append_entry(tar: &mut tar::Builder<Vec<u8>>, path: &str, entry: &LayerEntry,
                 });
             }
             header.set_entry_type(EntryType::Symlink);
-            header.set_mode(0o777);
+            header.set_mode(entry.effective_mode());
             header.set_size(0);
             tar.append_link(&mut header, path, target).map_err(layer_error)?;
         }
@@ -330,6 +380,92 @@ mod tests {
         for (_, _, _, uid, gid, mtime) in &entries {
             assert_eq!((*uid, *gid, *mtime), (0, 0, 42));
         }
+    }
+
+    /// Digests computed with the layer writer as it was before owners and exact modes
+    /// existed: entries made by the constructors (Git sources) must keep producing the very
+    /// same bytes.
+    #[test]
+    fn normalised_entries_are_byte_identical_to_before() {
+        let mut entries = sample();
+        entries.push(LayerEntry::file("tmp/x", 0o4755, b"x".to_vec()));
+        entries.push(LayerEntry::new("srv", 0o1777, LayerEntryKind::Dir));
+        let layer = build_layer(entries, 1_700_000_000).unwrap();
+        assert_eq!(
+            layer.diff_id,
+            "sha256:18c6ba67c32281a202270b34a916115d4b718046d19cfcd14d638a203207fdb3"
+        );
+        // The gzip bytes depend on which flate2 backend feature unification picks: miniz_oxide
+        // when this crate is built alone, zlib-rs when a crate that enables it (`pgp`, via
+        // rebake-feeds) is in the same build, as in the `rebake` binary.
+        let miniz_oxide = "sha256:f7a57895e973dab04d60d9e8dbef2fd088283a410b5eb2e571cf92258d39408f";
+        let zlib_rs = "sha256:41b941d7835f32f96900c4400d92585c55cc1bccd2df0ae877deee345ee7508e";
+        assert!(
+            layer.digest == miniz_oxide || layer.digest == zlib_rs,
+            "{}",
+            layer.digest
+        );
+    }
+
+    #[test]
+    fn exact_modes_and_owners_are_written() {
+        let entries = vec![
+            LayerEntry::dir("tmp").with_exact_mode(0o1777),
+            LayerEntry::dir("root").with_exact_mode(0o40700),
+            LayerEntry::file("usr/bin/su", 0o755, "ELF").with_exact_mode(0o4755),
+            LayerEntry::file("usr/bin/wall", 0o755, "ELF")
+                .with_exact_mode(0o2755)
+                .owned_by(0, 5),
+            LayerEntry::file("etc/shadow", 0o644, "root:*::0:::::\n")
+                .with_exact_mode(0o640)
+                .owned_by(0, 42),
+            LayerEntry::dir("home/nonroot")
+                .with_exact_mode(0o755)
+                .owned_by(65532, 65532),
+            LayerEntry::symlink("home/nonroot/link", "x").owned_by(65532, 65532),
+            LayerEntry::file("big", 0o600, "x").owned_by(3_000_000, 4_000_000),
+        ];
+        let layer = build_layer(entries.clone(), 7).unwrap();
+        assert_eq!(layer, build_layer(entries, 7).unwrap());
+        let summary: Vec<(String, u32, u64, u64)> = untar(&layer)
+            .into_iter()
+            .map(|(path, _, mode, uid, gid, _)| (path, mode, uid, gid))
+            .collect();
+        let want = [
+            ("big", 0o644, 3_000_000, 4_000_000),
+            ("etc/", 0o755, 0, 0),
+            ("etc/shadow", 0o640, 0, 42),
+            ("home/", 0o755, 0, 0),
+            ("home/nonroot/", 0o755, 65532, 65532),
+            ("home/nonroot/link", 0o777, 65532, 65532),
+            ("root/", 0o700, 0, 0),
+            ("tmp/", 0o1777, 0, 0),
+            ("usr/", 0o755, 0, 0),
+            ("usr/bin/", 0o755, 0, 0),
+            ("usr/bin/su", 0o4755, 0, 0),
+            ("usr/bin/wall", 0o2755, 0, 5),
+        ];
+        let want: Vec<(String, u32, u64, u64)> = want
+            .into_iter()
+            .map(|(path, mode, uid, gid)| (path.to_string(), mode, uid, gid))
+            .collect();
+        assert_eq!(summary, want);
+    }
+
+    #[test]
+    fn effective_modes() {
+        assert_eq!(LayerEntry::file("a", 0o4700, "").effective_mode(), 0o755);
+        assert_eq!(LayerEntry::file("a", 0o600, "").effective_mode(), 0o644);
+        assert_eq!(
+            LayerEntry::file("a", 0, "").with_exact_mode(0o104600).effective_mode(),
+            0o4600
+        );
+        assert_eq!(
+            LayerEntry::new("d", 0o1777, LayerEntryKind::Dir).effective_mode(),
+            0o755
+        );
+        let owned = LayerEntry::dir("d").owned_by(1, 2);
+        assert_eq!((owned.uid, owned.gid, owned.exact_mode), (1, 2, false));
     }
 
     #[test]

@@ -137,8 +137,13 @@ pub async fn serve(
         feeds,
     }));
     resolver.lock().await.refresh_packages();
-    // Load every used feed before consuming, so the first plan already sees package sets.
-    refresh_feeds(&resolver, &used_feeds, "startup").await;
+    // Load every used feed in the background: a slow or unreachable feed must not hold up
+    // tags and branches. Until a feed is loaded its images wait (and say so).
+    {
+        let resolver = resolver.clone();
+        let used_feeds = used_feeds.clone();
+        tracker.spawn(async move { refresh_feeds(&resolver, &used_feeds, "startup").await });
+    }
 
     let names = bus.names().clone();
     let upstream_resolver = resolver.clone();
@@ -182,12 +187,17 @@ pub async fn serve(
     tracker.spawn(async move {
         let mut interval = tokio::time::interval(settings.resync_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
             tokio::select! {
                 _ = resync_token.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            refresh_feeds(&resolver, &used_feeds, "resync").await;
+            // The start-up task loads the feeds; later passes re-check them conditionally.
+            if !first {
+                refresh_feeds(&resolver, &used_feeds, "resync").await;
+            }
+            first = false;
             resync(&resolver, &registry).await;
         }
     });

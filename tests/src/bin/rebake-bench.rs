@@ -12,38 +12,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use rebake_e2e::Sandbox;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn stats(name: &str, mut values: Vec<f64>) -> serde_json::Value {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let row = serde_json::json!({
-        "metric": name,
-        "runs": values.len(),
-        "median_ms": percentile(&values, 50.0),
-        "p90_ms": percentile(&values, 90.0),
-        "p99_ms": percentile(&values, 99.0),
-        "min_ms": values.first().copied().unwrap_or(f64::NAN),
-        "max_ms": values.last().copied().unwrap_or(f64::NAN),
-    });
-    println!(
-        "{:<34} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-        name,
-        values.len(),
-        row["median_ms"].as_f64().unwrap_or(0.0),
-        row["p90_ms"].as_f64().unwrap_or(0.0),
-        row["min_ms"].as_f64().unwrap_or(0.0),
-        row["max_ms"].as_f64().unwrap_or(0.0)
-    );
-    row
-}
+use rebake_e2e::{Sandbox, bench::stats};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -132,10 +101,7 @@ async fn main() -> Result<()> {
         eprint!(".");
     }
     eprintln!();
-    println!(
-        "{:<34} {:>5} {:>10} {:>10} {:>10} {:>10}",
-        "metric", "runs", "median ms", "p90 ms", "min ms", "max ms"
-    );
+    rebake_e2e::bench::header();
     let mut rows = vec![stats("notify-to-published (app)", notify_to_published)];
     for (name, values) in segment_names.iter().zip(segments) {
         rows.push(stats(name, values));

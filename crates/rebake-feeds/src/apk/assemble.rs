@@ -40,10 +40,15 @@
 //!
 //! # Ownership and modes
 //!
-//! The layer format ([`rebake_oci::build_layer`]) writes every entry as `root:root` with
-//! normalised modes (files `0644`/`0755`, directories `0755`), so setuid bits and non-root
-//! owners shipped in a package are not reproduced. The installed database records the
-//! owners and modes *as shipped* (the `a:`/`M:` lines), which is what apk-tools records.
+//! Every entry keeps the numeric owner (`uid`/`gid` of the data tarball's header) and the
+//! exact permission bits it was shipped with, setuid, setgid and sticky bits included
+//! ([`LayerEntry::with_exact_mode`]), as `apk add` would extract it: `var/spool/cron`
+//! `1730` owned by `0:42` stays so, setuid binaries keep `4755`. Owner *names* are ignored
+//! (the layer writes numeric ids only). When several packages ship the same directory (or
+//! an identical file), the first package's mode and owner win in the layer. The installed
+//! database records the owners and modes *as shipped* by each package (the `a:`/`M:`
+//! lines), which is what apk-tools records; the database files themselves are
+//! `root:root` `0644`.
 //!
 //! # Hardlinks
 //!
@@ -89,7 +94,9 @@ const DATABASE_OWNER: &str = "the apk database";
 /// holds the requested dependency atoms (`busybox`, `openssl>=3`, …) for `etc/apk/world`;
 /// each must parse as an apk dependency atom.
 ///
-/// Directories shipped by several packages are kept once (the first package's mode wins).
+/// Entries keep their shipped numeric owner and exact mode (setuid/setgid/sticky
+/// included). Directories shipped by several packages are kept once (the first package's
+/// mode and owner win).
 /// A regular file or symlink shipped at the same path by two packages is accepted only when
 /// both are identical (same kind and content/target); anything else is an
 /// [`ApkError::Archive`] `"{path} is shipped by both {a} and {b}"`. A path that is a
@@ -141,11 +148,14 @@ pub fn assemble(packages: &[ApkFile], world: &[String]) -> Result<Vec<LayerEntry
                     )));
                 }
             };
-            let layer_entry = LayerEntry {
-                path,
-                mode: entry.mode & 0o7777,
-                kind,
+            let owner = |id: u64, what: &str| {
+                u32::try_from(id).map_err(|_| {
+                    ApkError::Archive(format!("{name}: {} has a {what} of {id}, beyond 32 bits", entry.path))
+                })
             };
+            let layer_entry = LayerEntry::new(path, entry.mode, kind)
+                .with_exact_mode(entry.mode)
+                .owned_by(owner(entry.uid, "uid")?, owner(entry.gid, "gid")?);
             insert(&mut merged, name, layer_entry)?;
         }
         installed.push_str(&installed_db_entry(
@@ -501,6 +511,70 @@ mod tests {
         let etc = out.iter().find(|e| e.path == "etc").unwrap();
         assert_eq!(etc.mode, 0o755);
         assert_eq!(content(&out, "etc/same"), b"same\n");
+    }
+
+    #[test]
+    fn owners_and_exact_modes_are_kept() {
+        let shadow = simple(
+            "shadow",
+            &[
+                DataEntry::dir("tmp", 0o1777),
+                DataEntry::file("usr/bin/passwd", 0o4755, b"ELF"),
+                DataEntry {
+                    uid: 0,
+                    gid: 42,
+                    ..DataEntry::file("usr/bin/chage", 0o2755, b"ELF2")
+                },
+                DataEntry {
+                    uid: 1000,
+                    gid: 1001,
+                    ..DataEntry::dir("home/app", 0o750)
+                },
+            ],
+        );
+        let installed_before = shadow.installed_db_entry();
+        let out = assemble(&[shadow, busybox()], &[]).unwrap();
+        let find = |p: &str| out.iter().find(|e| e.path == p).unwrap();
+        for (path, mode, uid, gid) in [
+            ("tmp", 0o1777, 0, 0),
+            ("usr/bin/passwd", 0o4755, 0, 0),
+            ("usr/bin/chage", 0o2755, 0, 42),
+            ("home/app", 0o750, 1000, 1001),
+            ("var/spool/cron", 0o1730, 0, 42),
+            ("bin/sh", 0o777, 0, 0),
+        ] {
+            let e = find(path);
+            assert!(e.exact_mode, "{path}");
+            assert_eq!((e.mode, e.uid, e.gid), (mode, uid, gid), "{path}");
+        }
+        let installed = text(&out, "lib/apk/db/installed");
+        assert!(installed.starts_with(&installed_before), "{installed}");
+        assert!(installed.contains("F:tmp\nM:0:0:1777\n"), "{installed}");
+        assert!(installed.contains("R:passwd\na:0:0:4755\n"), "{installed}");
+        assert!(installed.contains("R:chage\na:0:42:2755\n"), "{installed}");
+        assert!(installed.contains("F:home/app\nM:1000:1001:750\n"), "{installed}");
+        let db = find("lib/apk/db/installed");
+        assert_eq!((db.uid, db.gid, db.exact_mode), (0, 0, false));
+
+        let layer = rebake_oci::build_layer(out, 0).unwrap();
+        let mut tar_bytes = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer.compressed[..]), &mut tar_bytes).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let headers: HashMap<String, (u32, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(headers["tmp/"], (0o1777, 0, 0));
+        assert_eq!(headers["usr/bin/passwd"], (0o4755, 0, 0));
+        assert_eq!(headers["home/app/"], (0o750, 1000, 1001));
     }
 
     #[test]

@@ -35,11 +35,22 @@
 //! Images built this way must therefore not rely on anything a maintainer script would
 //! have produced.
 //!
+//! # Ownership and modes
+//!
+//! Every entry keeps the numeric owner (`uid`/`gid` of the `data.tar` header) and the exact
+//! permission bits it was shipped with, setuid, setgid and sticky bits included
+//! ([`LayerEntry::with_exact_mode`]): `/tmp` stays `1777`, `/root` `0700`, `su` `4755`.
+//! Owner *names* in the tarball are ignored (the layer writes numeric ids only), and
+//! `dpkg-statoverride` entries, which a maintainer script would register, are not applied.
+//! When several packages ship the same directory (or an identical file), the first
+//! package's mode and owner win. The dpkg database files are `root:root` `0644`.
+//!
 //! # Hardlinks
 //!
 //! A hardlink inside a `.deb` is turned into a regular file with a copy of its target's
 //! content (the layer format of [`rebake_oci::build_layer`] has no hardlinks). The target
-//! must be a regular file shipped earlier in the same package.
+//! must be a regular file shipped earlier in the same package; the copy keeps the mode and
+//! owner of the hardlink's own tar header.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -54,8 +65,9 @@ const DPKG_DIR: &str = "var/lib/dpkg";
 /// Turns resolved, unpacked Debian packages into the entries of one image layer, with the
 /// dpkg database written so scanners recognise the image.
 ///
-/// Packages are merged in the given order (callers pass them sorted by name). Directories
-/// shipped by several packages are kept once (the first package's mode wins). A regular
+/// Packages are merged in the given order (callers pass them sorted by name). Entries keep
+/// their shipped numeric owner and exact mode (setuid/setgid/sticky included). Directories
+/// shipped by several packages are kept once (the first package's mode and owner win). A regular
 /// file or symlink shipped at the same path by two packages is accepted only when both are
 /// identical (same kind and content/target); anything else is a
 /// [`DebError::Archive`] `"{path} is shipped by both {a} and {b}"`. A path that is a
@@ -121,11 +133,14 @@ pub fn assemble(packages: &[DebPackage]) -> Result<Vec<LayerEntry>> {
                     }
                 }
             };
-            let layer_entry = LayerEntry {
-                path: entry.path.clone(),
-                mode: entry.mode & 0o7777,
-                kind,
+            let owner = |id: u64, what: &str| {
+                u32::try_from(id).map_err(|_| {
+                    DebError::Archive(format!("{name}: {} has a {what} of {id}, beyond 32 bits", entry.path))
+                })
             };
+            let layer_entry = LayerEntry::new(entry.path.clone(), entry.mode, kind)
+                .with_exact_mode(entry.mode)
+                .owned_by(owner(entry.uid, "uid")?, owner(entry.gid, "gid")?);
             insert(&mut merged, &name, layer_entry)?;
         }
 
@@ -289,6 +304,51 @@ mod tests {
         assert_eq!(names, ["alpha", "beta"]);
         assert!(parsed.iter().all(|p| p.get("Status") == Some("install ok installed")));
         rebake_oci::build_layer(out, 0).unwrap();
+    }
+
+    #[test]
+    fn owners_and_exact_modes_are_kept() {
+        let with = |mut e: DataEntry, mode: u32, uid: u64, gid: u64| {
+            e.mode = mode;
+            e.uid = uid;
+            e.gid = gid;
+            e
+        };
+        let a = package(
+            "alpha",
+            vec![
+                with(entry("tmp", EntryKind::Dir), 0o1777, 0, 0),
+                with(entry("root", EntryKind::Dir), 0o700, 0, 0),
+                with(file("usr/bin/su", "ELF"), 0o4755, 0, 0),
+                with(file("etc/gshadow", ""), 0o640, 0, 42),
+                with(
+                    entry("usr/bin/su2", EntryKind::Hardlink("usr/bin/su".into())),
+                    0o4755,
+                    0,
+                    0,
+                ),
+            ],
+        );
+        // Shared directory: the first package's mode and owner win.
+        let b = package("beta", vec![with(entry("tmp", EntryKind::Dir), 0o755, 1, 1)]);
+        let out = assemble(&[a, b]).unwrap();
+        let find = |p: &str| out.iter().find(|e| e.path == p).unwrap();
+        for (path, mode, uid, gid) in [
+            ("tmp", 0o1777, 0, 0),
+            ("root", 0o700, 0, 0),
+            ("usr/bin/su", 0o4755, 0, 0),
+            ("usr/bin/su2", 0o4755, 0, 0),
+            ("etc/gshadow", 0o640, 0, 42),
+        ] {
+            let e = find(path);
+            assert!(e.exact_mode, "{path}");
+            assert_eq!((e.mode, e.uid, e.gid), (mode, uid, gid), "{path}");
+        }
+        let status = find("var/lib/dpkg/status");
+        assert_eq!((status.uid, status.gid, status.exact_mode), (0, 0, false));
+
+        let huge = package("huge", vec![with(file("x", ""), 0o644, 1 << 33, 0)]);
+        assert!(assemble(&[huge]).unwrap_err().to_string().contains("beyond 32 bits"));
     }
 
     #[test]

@@ -71,11 +71,11 @@ pub enum EntryKind {
 pub struct DataEntry {
     /// Path without leading `./` or `/` and without trailing `/`, e.g. `etc/debian_version`.
     pub path: String,
-    /// Permission bits (including setuid/setgid/sticky).
+    /// Permission bits including setuid/setgid/sticky (`0o7777` mask), as shipped.
     pub mode: u32,
-    /// Owner uid.
+    /// Numeric owner uid of the tar header (the owner name is not kept).
     pub uid: u64,
-    /// Owner gid.
+    /// Numeric owner gid of the tar header (the group name is not kept).
     pub gid: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: u64,
@@ -168,7 +168,8 @@ fn tar_entries(tar_bytes: &[u8]) -> Result<Vec<DataEntry>> {
         let mut entry = entry.map_err(bad)?;
         let path = normalise(&String::from_utf8_lossy(&entry.path_bytes()));
         let header = entry.header();
-        let mode = header.mode().map_err(bad)?;
+        // Some writers put the file type bits (`0o100000`, …) into the mode field too.
+        let mode = header.mode().map_err(bad)? & 0o7777;
         let uid = header.uid().map_err(bad)?;
         let gid = header.gid().map_err(bad)?;
         let mtime = header.mtime().map_err(bad)?;
@@ -325,6 +326,51 @@ mod tests {
         assert_eq!(deb.data[1].mtime, 1_700_000_000);
         assert_eq!(deb.data[2].kind, EntryKind::Symlink("../../etc/hello".into()));
         assert_eq!(deb.data[0].kind, EntryKind::Dir);
+    }
+
+    #[test]
+    fn keeps_special_bits_and_owners() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, kind: tar::EntryType, mode: u32, uid: u64, gid: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.set_username("root").unwrap();
+            h.set_groupname("shadow").unwrap();
+            let content: &[u8] = if kind == tar::EntryType::Regular { b"ELF" } else { b"" };
+            h.set_size(content.len() as u64);
+            b.append_data(&mut h, path, content).unwrap();
+        };
+        add("./tmp/", tar::EntryType::Directory, 0o1777, 0, 0);
+        add("./root/", tar::EntryType::Directory, 0o40700, 0, 0);
+        add("./usr/bin/su", tar::EntryType::Regular, 0o104755, 0, 0);
+        add("./usr/bin/chage", tar::EntryType::Regular, 0o2755, 0, 42);
+        add("./home/app/", tar::EntryType::Directory, 0o750, 1000, 1001);
+        let data = b.into_inner().unwrap();
+        let control = tar(&[("./control", Some(b"Package: x\nVersion: 1\n"), None)]);
+        let deb = read_deb(&ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", &gz(&control)),
+            ("data.tar.gz", &gz(&data)),
+        ]))
+        .unwrap();
+        let got: Vec<_> = deb
+            .data
+            .iter()
+            .map(|e| (e.path.as_str(), e.mode, e.uid, e.gid))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("tmp", 0o1777, 0, 0),
+                ("root", 0o700, 0, 0),
+                ("usr/bin/su", 0o4755, 0, 0),
+                ("usr/bin/chage", 0o2755, 0, 42),
+                ("home/app", 0o750, 1000, 1001),
+            ]
+        );
     }
 
     #[test]
