@@ -213,7 +213,11 @@ impl DebFeed {
             control.get("Architecture").unwrap_or_default()
         );
         let new_path = self.root.join("pool/main").join(file);
-        std::fs::write(&new_path, write_ar(&rewritten))?;
+        let members: Vec<(&str, &[u8])> = rewritten
+            .iter()
+            .map(|(name, data)| (name.as_str(), data.as_slice()))
+            .collect();
+        std::fs::write(&new_path, deb::package::write_ar(&members))?;
         if architecture.is_none() {
             self.debs.remove(key);
             if new_path != path {
@@ -338,30 +342,6 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes)?;
     Ok(encoder.finish()?)
-}
-
-/// An `ar` archive in the common format `.deb` uses.
-fn write_ar(members: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = b"!<arch>\n".to_vec();
-    for (name, data) in members {
-        out.extend_from_slice(
-            format!(
-                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
-                name,
-                0,
-                0,
-                0,
-                "100644",
-                data.len()
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            out.push(b'\n');
-        }
-    }
-    out
 }
 
 /// A build request for `spec` (an image from feed `feed`, configured as `source`) with its

@@ -10,8 +10,12 @@
 //! resolver's job); each timed build is `rebake_builder::assemble::build_and_stage`:
 //! download (cold) or read from cache (warm) and verify every package, unpack, merge with
 //! the dpkg database, accounts and os-release, build the layer, push layer, config and
-//! manifest. Every run pushes to a fresh repository, so no run reuses another's blobs; the
-//! same holds for each `skopeo copy` run.
+//! manifest. Every run pushes to a fresh repository, so no run reuses another's blobs.
+//!
+//! `skopeo copy` is measured two ways in the same run: registry to registry (the registry
+//! mounts blobs it already holds, so little is uploaded) and from a local OCI layout of the
+//! same image to a fresh repository (every blob uploaded: the cost of pushing the finished
+//! image). Ratios are reported against both.
 
 use std::{process::Command, time::Instant};
 
@@ -28,11 +32,18 @@ fn millis(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
-fn skopeo_copy(host: &str, from: &str, to: &str) -> Result<()> {
-    let output = Command::new("skopeo")
+/// `skopeo copy FROM TO` (transport-qualified references), registries over plain HTTP.
+/// `home`, when given, is a fresh `$HOME` so that skopeo's blob-info cache knows no other
+/// repository to mount blobs from: every blob is uploaded.
+fn skopeo_copy(from: &str, to: &str, home: Option<&std::path::Path>) -> Result<()> {
+    let mut command = Command::new("skopeo");
+    if let Some(home) = home {
+        std::fs::create_dir_all(home)?;
+        command.env("HOME", home).env("XDG_DATA_HOME", home.join("share"));
+    }
+    let output = command
         .args(["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"])
-        .arg(format!("docker://{host}/{from}"))
-        .arg(format!("docker://{host}/{to}"))
+        .args([from, to])
         .output()
         .context("failed to run skopeo (apt-get install skopeo)")?;
     ensure!(
@@ -147,15 +158,28 @@ async fn main() -> Result<()> {
         warm.push(ms);
         eprint!(".");
     }
+    // skopeo, twice: registry to registry (the registry mounts the blobs it already has,
+    // so this is mostly manifest traffic), and from a local OCI layout (every blob uploaded:
+    // the cost of pushing the finished image).
     let mut skopeo = Vec::new();
     for run in 0..runs {
         let started = Instant::now();
         skopeo_copy(
-            &host,
-            &format!("cold0/bench@{digest}"),
-            &format!("skopeo{run}/bench:latest"),
+            &format!("docker://{host}/cold0/bench@{digest}"),
+            &format!("docker://{host}/skopeo{run}/bench:latest"),
+            None,
         )?;
         skopeo.push(millis(started));
+        eprint!(".");
+    }
+    let layout = format!("oci:{}:bench", work("layout").display());
+    skopeo_copy(&format!("docker://{host}/cold0/bench@{digest}"), &layout, None)?;
+    let mut skopeo_push = Vec::new();
+    for run in 0..runs {
+        let started = Instant::now();
+        let home = work(&format!("skopeo-home-{run}"));
+        skopeo_copy(&layout, &format!("docker://{host}/push{run}/bench:latest"), Some(&home))?;
+        skopeo_push.push(millis(started));
         eprint!(".");
     }
     eprintln!();
@@ -164,7 +188,8 @@ async fn main() -> Result<()> {
         sorted.sort_by(|a, b| a.total_cmp(b));
         rebake_e2e::bench::percentile(&sorted, 50.0)
     };
-    let (cold_median, warm_median, skopeo_median) = (median(&cold), median(&warm), median(&skopeo));
+    let (cold_median, warm_median, skopeo_median, push_median) =
+        (median(&cold), median(&warm), median(&skopeo), median(&skopeo_push));
     println!(
         "image: {} packages, {:.1} MB compressed, digest {digest}",
         request.packages.len(),
@@ -174,10 +199,15 @@ async fn main() -> Result<()> {
     let rows = vec![
         stats("package build, cold cache", cold),
         stats("package build, warm cache", warm),
-        stats("skopeo copy of the same image", skopeo),
+        stats("skopeo copy registry -> registry", skopeo),
+        stats("skopeo copy oci layout -> registry", skopeo_push),
     ];
-    println!("warm build / skopeo copy: {:.2}", warm_median / skopeo_median);
-    println!("cold build / skopeo copy: {:.2}", cold_median / skopeo_median);
+    println!("warm build / skopeo push from layout: {:.2}", warm_median / push_median);
+    println!("cold build / skopeo push from layout: {:.2}", cold_median / push_median);
+    println!(
+        "warm build / skopeo copy registry -> registry: {:.2}",
+        warm_median / skopeo_median
+    );
     let document = serde_json::json!({
         "bench": "package-build",
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -188,8 +218,10 @@ async fn main() -> Result<()> {
         "digest": digest,
         "results": rows,
         "ratios": {
-            "warm_over_skopeo": warm_median / skopeo_median,
-            "cold_over_skopeo": cold_median / skopeo_median,
+            "warm_over_skopeo_push": warm_median / push_median,
+            "cold_over_skopeo_push": cold_median / push_median,
+            "warm_over_skopeo_registry_copy": warm_median / skopeo_median,
+            "cold_over_skopeo_registry_copy": cold_median / skopeo_median,
         },
     });
     if let Some(path) = json_path {

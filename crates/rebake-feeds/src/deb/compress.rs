@@ -21,8 +21,9 @@ pub fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
             .read_to_end(&mut out)
             .map_err(|e| fail(e.to_string()))?;
     } else if name.ends_with(".xz") {
-        let mut input = bytes;
-        lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| fail(e.to_string()))?;
+        lzma_rust2::XzReader::new(bytes, true)
+            .read_to_end(&mut out)
+            .map_err(|e| fail(e.to_string()))?;
     } else if name.ends_with(".zst") {
         ruzstd::decoding::StreamingDecoder::new(bytes)
             .map_err(|e| fail(e.to_string()))?
@@ -54,8 +55,10 @@ mod tests {
 
     #[test]
     fn xz_round_trip() {
-        let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut &b"xz data"[..], &mut xz).unwrap();
+        use std::io::Write as _;
+        let mut writer = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+        writer.write_all(b"xz data").unwrap();
+        let xz = writer.finish().unwrap();
         assert_eq!(decompress("data.tar.xz", &xz).unwrap(), b"xz data");
     }
 

@@ -53,6 +53,53 @@ pub fn read_ar(bytes: &[u8]) -> Result<Vec<ArMember<'_>>> {
     Ok(members)
 }
 
+/// Writes an `ar` archive in the common format `.deb` uses (no long names; members padded
+/// to an even offset; mtime, owner 0, mode 0644).
+pub fn write_ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = AR_MAGIC.to_vec();
+    for (name, data) in members {
+        out.extend_from_slice(
+            format!(
+                "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// The same `.deb` with its control and data members decompressed (`control.tar`,
+/// `data.tar`): what the builder's cache keeps so that a warm build reads packages without
+/// decompressing them again (xz decoding dominates reading a `.deb`). [`read_deb`] reads
+/// it like any other `.deb`.
+pub fn decompressed_deb(bytes: &[u8]) -> Result<Vec<u8>> {
+    let members = read_ar(bytes)?;
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(members.len());
+    for member in &members {
+        let plain = ["control.tar", "data.tar"]
+            .into_iter()
+            .find(|prefix| member.name == *prefix || member.name.starts_with(&format!("{prefix}.")));
+        match plain {
+            Some(name) => out.push((name.to_owned(), decompress(&member.name, member.data)?)),
+            None => out.push((member.name.clone(), member.data.to_vec())),
+        }
+    }
+    let borrowed: Vec<(&str, &[u8])> = out
+        .iter()
+        .map(|(name, data)| (name.as_str(), data.as_slice()))
+        .collect();
+    Ok(write_ar(&borrowed))
+}
+
 /// What a data tarball entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
@@ -284,9 +331,9 @@ mod tests {
     }
 
     fn xz(bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        lzma_rs::xz_compress(&mut &bytes[..], &mut out).unwrap();
-        out
+        let mut writer = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+        writer.write_all(bytes).unwrap();
+        writer.finish().unwrap()
     }
 
     fn sample_deb() -> Vec<u8> {

@@ -612,6 +612,44 @@ impl FeedClient {
     }
 }
 
+impl FeedClient {
+    /// A Debian package ready to read fast: [`crate::deb::package::decompressed_deb`] of the
+    /// verified download. Kept under `<cache_dir>/unpacked/sha256/<hex>.deb` with the
+    /// SHA-256 of the decompressed form in `<hex>.deb.sha256`, checked on every hit (a
+    /// mismatch is treated as a miss). A miss goes through [`FeedClient::fetch_package`],
+    /// so the original is always verified against the index before it is decompressed.
+    pub async fn fetch_decompressed_deb(&self, package: &ResolvedPackage) -> Result<Vec<u8>> {
+        let (kind, key) = cache_key(package)?;
+        let dir = self.cache_dir.join("unpacked").join(kind);
+        let path = dir.join(format!("{key}.deb"));
+        let sum_path = dir.join(format!("{key}.deb.sha256"));
+        if let (Ok(bytes), Ok(expected)) = (tokio::fs::read(&path).await, tokio::fs::read_to_string(&sum_path).await) {
+            let (check, url) = (expected.trim().to_owned(), package.url.clone());
+            let verified = blocking(&url, move || {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                Ok((actual == check).then_some(bytes))
+            })
+            .await?;
+            match verified {
+                Some(bytes) => return Ok(bytes),
+                None => tracing::warn!(cache = %path.display(), "corrupt decompressed package, rebuilding it"),
+            }
+        }
+        let original = self.fetch_package(package).await?;
+        let url = package.url.clone();
+        let (bytes, sum) = blocking(&url.clone(), move || {
+            let bytes = crate::deb::package::decompressed_deb(&original)
+                .map_err(|source| FetchError::Debian { url, source })?;
+            let sum = hex::encode(Sha256::digest(&bytes));
+            Ok((bytes, sum))
+        })
+        .await?;
+        write_atomically(&dir, &path, &bytes).await?;
+        write_atomically(&dir, &sum_path, sum.as_bytes()).await?;
+        Ok(bytes)
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file in `dir` and a rename.
 async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
