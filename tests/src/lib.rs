@@ -103,6 +103,8 @@ pub struct Options {
     pub feeds: String,
     /// How often the ingress polls feeds.
     pub feed_poll_interval: String,
+    /// The `scanner:` section's keys (YAML, already indented by two spaces), if any.
+    pub scanner: String,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             images: Vec::new(),
             feeds: String::new(),
             feed_poll_interval: "5m".to_string(),
+            scanner: String::new(),
         }
     }
 }
@@ -191,13 +194,18 @@ impl Sandbox {
         }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}{scanner}",
             nats = nats.url(),
             catalog = catalog.display(),
             work = dir.path().join("work").display(),
             key = key.display(),
             resync = options.resync_interval,
             poll = options.feed_poll_interval,
+            scanner = if options.scanner.is_empty() {
+                String::new()
+            } else {
+                format!("scanner:\n{}", options.scanner)
+            },
             feeds = if options.feeds.is_empty() {
                 String::new()
             } else {
@@ -285,6 +293,27 @@ impl Sandbox {
         run(&self.git_dir, "git", &["rev-parse", "HEAD"])
     }
 
+    /// Commits `content` at `path` (relative to the repository) on `main`; returns the commit.
+    pub fn commit_file(&self, path: &str, content: &str) -> Result<String> {
+        let full = self.git_dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&full, content)?;
+        run(&self.git_dir, "git", &["add", path])?;
+        run(
+            &self.git_dir,
+            "git",
+            &["commit", "--quiet", "-m", &format!("change {path}")],
+        )?;
+        run(&self.git_dir, "git", &["rev-parse", "HEAD"])
+    }
+
+    /// The commit `main` points at.
+    pub fn head(&self) -> Result<String> {
+        run(&self.git_dir, "git", &["rev-parse", "HEAD"])
+    }
+
     /// A GitHub-format push event for the app's repository, and its signature header.
     pub fn github_push(&self, before: &str, after: &str, secret: &str) -> (Vec<u8>, String) {
         let body = serde_json::json!({
@@ -347,7 +376,8 @@ impl Sandbox {
             .values::<serde_json::Value>()
             .await?
             .into_iter()
-            .filter(|(key, _)| !key.ends_with(".files"))
+            // Build records are keyed by build id; `<id>.files`, `<id>.scan`, ... are documents about them.
+            .filter(|(key, _)| !key.contains('.'))
             .filter_map(|(_, value)| serde_json::from_value::<BuildRecord>(value).ok())
             .filter(|record| record.image == image)
             .collect();

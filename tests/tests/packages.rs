@@ -38,8 +38,7 @@ fn test_feed(dir: &Path) -> Result<Option<DebFeed>> {
 const OS_IMAGE: &str = "name: os\nbase: scratch\npackages:\n  feed: test\n  install: [base-files, tzdata]\nplatforms: [linux/amd64, linux/arm64]\naccounts:\n  groups: [{ name: nonroot, gid: 65532 }]\n  users: [{ name: nonroot, uid: 65532, gid: 65532 }]\nos_release: { ID: rebake-test, NAME: \"Rebake Test OS\", VERSION_ID: \"1\" }\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/base\n";
 const APP_IMAGE: &str =
     "name: app\nbase: {host}/os/base:latest\nconfig:\n  cmd: [/bin/true]\npublish:\n  repository: {host}/apps/app\n";
-const NET_IMAGE: &str =
-    "name: net\nbase: scratch\npackages:\n  feed: test\n  install: [netbase]\npublish:\n  repository: {host}/os/net\n";
+const NET_IMAGE: &str = "name: net\nbase: scratch\npackages:\n  feed: test\n  install: [netbase]\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/net\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feed_bump_rebuilds_exactly_the_affected_images() -> Result<()> {

@@ -4,6 +4,11 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{BusError, Result};
 
+/// Documents larger than this are stored gzip-compressed by [`Kv::put`].
+pub const COMPRESS_ABOVE_BYTES: usize = 512 * 1024;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// A KV bucket holding JSON values.
 #[derive(Clone, Debug)]
 pub struct Kv {
@@ -26,11 +31,19 @@ impl Kv {
     }
 
     fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(bytes).map_err(|source| BusError::Corrupt {
+        let corrupt = |source| BusError::Corrupt {
             bucket: self.bucket.clone(),
             key: key.to_string(),
             source,
-        })
+        };
+        if bytes.starts_with(&GZIP_MAGIC) {
+            // A large document stored compressed by `put` (JSON text never starts so).
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+                .map_err(|error| corrupt(serde_json::Error::io(error)))?;
+            return serde_json::from_slice(&text).map_err(corrupt);
+        }
+        serde_json::from_slice(bytes).map_err(corrupt)
     }
 
     /// The value at `key` and its revision.
@@ -53,9 +66,22 @@ impl Kv {
         Ok(self.get_with_revision(key).await?.map(|(value, _)| value))
     }
 
-    /// Writes `value` at `key` unconditionally.
+    /// Writes `value` at `key` unconditionally. A document larger than
+    /// [`COMPRESS_ABOVE_BYTES`] (SBOMs of big images) is stored gzip-compressed, so it fits
+    /// NATS' message size; every read decompresses it transparently.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<u64> {
-        let bytes = serde_json::to_vec(value).expect("kv values always serialise to JSON");
+        let mut bytes = serde_json::to_vec(value).expect("kv values always serialise to JSON");
+        if bytes.len() > COMPRESS_ABOVE_BYTES {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut encoder, &bytes)
+                .and_then(|()| encoder.finish())
+                .map(|compressed| bytes = compressed)
+                .map_err(|error| BusError::Corrupt {
+                    bucket: self.bucket.clone(),
+                    key: key.to_string(),
+                    source: serde_json::Error::io(error),
+                })?;
+        }
         self.store
             .put(key, bytes.into())
             .await

@@ -69,6 +69,11 @@ pub struct ImageSpec {
     /// Image config.
     #[serde(default)]
     pub config: ImageConfigSpec,
+    /// Structure tests in the container-structure-test schema (`schemaVersion: 2.0.0`,
+    /// `fileExistenceTests`, `fileContentTests`, `metadataTest`), checked by the scanner
+    /// before publication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure_tests: Option<serde_json::Value>,
     /// Where the image is published.
     pub publish: PublishSpec,
 }

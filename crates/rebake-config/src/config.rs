@@ -130,6 +130,40 @@ struct RawBuilder {
 #[serde(deny_unknown_fields)]
 struct RawScanner {
     max_image_size_bytes: Option<u64>,
+    #[serde(default)]
+    advisories: Vec<AdvisorySource>,
+    advisory_poll_interval: Option<String>,
+    policy_dir: Option<PathBuf>,
+    #[serde(default)]
+    disabled_policies: Vec<String>,
+    #[serde(default)]
+    required_labels: Vec<String>,
+    #[serde(default)]
+    allow_root: bool,
+}
+
+/// One advisory source under `scanner.advisories`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvisorySource {
+    /// `osv` (a directory of OSV JSON files, or an OSV `all.zip` export) or `secdb`
+    /// (an Alpine/Wolfi secdb JSON file).
+    pub kind: AdvisoryKind,
+    /// File or directory.
+    pub path: PathBuf,
+    /// For `secdb`: the distribution it describes (`alpine` or `wolfi`), default `alpine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distro: Option<String>,
+}
+
+/// Advisory formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvisoryKind {
+    /// OSV JSON: a directory (recursively) or a `.zip` export.
+    Osv,
+    /// Alpine/Wolfi secdb JSON.
+    Secdb,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -249,6 +283,20 @@ pub struct BuilderConfig {
 pub struct ScannerConfig {
     /// Largest image (config + compressed layers) allowed to publish, default 2 GiB.
     pub max_image_size_bytes: u64,
+    /// Advisory sources matched against every image's packages.
+    pub advisories: Vec<AdvisorySource>,
+    /// How often advisory sources are re-read; published images are re-matched when they
+    /// changed. Default 5m.
+    pub advisory_poll_interval: Duration,
+    /// Directory of `.rego` files overriding (same file name) or adding to the built-in
+    /// policies.
+    pub policy_dir: Option<PathBuf>,
+    /// Built-in policies turned off, by rule name (`non_root_user`, ...).
+    pub disabled_policies: Vec<String>,
+    /// Labels every image must carry (policy `required_labels`).
+    pub required_labels: Vec<String>,
+    /// Whether images may run as root (policy `non_root_user`).
+    pub allow_root: bool,
 }
 
 /// `signer:`.
@@ -357,6 +405,11 @@ impl Config {
                 "use a lowercase repository path",
             ));
         }
+        let advisory_poll_interval = duration(
+            "scanner.advisory_poll_interval",
+            raw.scanner.advisory_poll_interval,
+            Duration::from_secs(300),
+        )?;
         let feed_poll_interval = duration(
             "ingress.feed_poll_interval",
             raw.ingress.feed_poll_interval,
@@ -410,6 +463,12 @@ impl Config {
             feeds: raw.feeds,
             scanner: ScannerConfig {
                 max_image_size_bytes: raw.scanner.max_image_size_bytes.unwrap_or(2 * 1024 * 1024 * 1024),
+                advisories: raw.scanner.advisories,
+                advisory_poll_interval,
+                policy_dir: raw.scanner.policy_dir,
+                disabled_policies: raw.scanner.disabled_policies,
+                required_labels: raw.scanner.required_labels,
+                allow_root: raw.scanner.allow_root,
             },
             signer: SignerConfig {
                 key: raw.signer.key,

@@ -22,8 +22,8 @@ pub use catalog::{
     normalise_git_identity,
 };
 pub use config::{
-    BuilderConfig, Config, ControlConfig, ENV_OVERRIDES, FeedSource, IngressConfig, NatsConfig, QueueConfig,
-    RegistriesConfig, ResolverConfig, ScannerConfig, SignerConfig,
+    AdvisoryKind, AdvisorySource, BuilderConfig, Config, ControlConfig, ENV_OVERRIDES, FeedSource, IngressConfig,
+    NatsConfig, QueueConfig, RegistriesConfig, ResolverConfig, ScannerConfig, SignerConfig,
 };
 pub use duration::parse_duration;
 pub use error::{ConfigError, Result};

@@ -28,6 +28,7 @@ pub mod client;
 mod error;
 mod events;
 mod images;
+mod reports;
 mod service;
 mod timefmt;
 

@@ -9,6 +9,7 @@ use crate::{
     ControlError,
     events::{self, EventFilter, EventStream},
     images::{ImageFilter, ImageStore},
+    reports::ReportStore,
 };
 
 /// The service state: the bus and the opened buckets.
@@ -16,6 +17,7 @@ use crate::{
 pub(crate) struct ControlService {
     bus: Bus,
     images: ImageStore,
+    reports: ReportStore,
     shutdown: CancellationToken,
 }
 
@@ -23,7 +25,13 @@ impl ControlService {
     /// Opens what the service reads. The buckets must exist (see `serve`).
     pub(crate) async fn new(bus: Bus, shutdown: CancellationToken) -> crate::Result<Self> {
         let images = ImageStore::open(&bus).await?;
-        Ok(Self { bus, images, shutdown })
+        let reports = ReportStore::open(&bus).await?;
+        Ok(Self {
+            bus,
+            images,
+            reports,
+            shutdown,
+        })
     }
 }
 
@@ -72,5 +80,23 @@ impl Control for ControlService {
             .await
             .map_err(|error| failed("WatchEvents", error))?;
         Ok(Response::new(stream))
+    }
+
+    async fn get_findings(&self, request: Request<api::GetFindingsRequest>) -> Result<Response<api::Findings>, Status> {
+        let findings = self
+            .reports
+            .findings(request.get_ref())
+            .await
+            .map_err(|error| failed("GetFindings", error))?;
+        Ok(Response::new(findings))
+    }
+
+    async fn get_sbom(&self, request: Request<api::GetSbomRequest>) -> Result<Response<api::Sbom>, Status> {
+        let sbom = self
+            .reports
+            .sbom(request.get_ref())
+            .await
+            .map_err(|error| failed("GetSbom", error))?;
+        Ok(Response::new(sbom))
     }
 }

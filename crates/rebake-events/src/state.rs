@@ -274,6 +274,95 @@ pub fn upstream_key(kind: &str, reference: &str) -> String {
     )
 }
 
+/// The scan report of a build (bucket `builds`, key `<build id>.scan`). Written by the
+/// scanner; rewritten when advisories change and a published image is matched again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScanReport {
+    /// Build id.
+    pub build_id: String,
+    /// Image.
+    pub image: String,
+    /// Manifest (or index) digest scanned.
+    pub digest: String,
+    /// Whether publication may go on.
+    pub passed: bool,
+    /// Packages in the SBOM.
+    pub components: i64,
+    /// Vulnerability findings.
+    pub findings: Vec<FindingRecord>,
+    /// Structure tests.
+    pub structure: Vec<StructureRecord>,
+    /// Policy denials (empty when passed).
+    pub denials: Vec<DenialRecord>,
+    /// Digest of the advisory set matched.
+    pub advisories_digest: String,
+    /// When (Unix ms).
+    pub scanned_at_ms: i64,
+}
+
+/// One vulnerability finding (mirror of the control API's `Finding`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FindingRecord {
+    /// Advisory id.
+    pub id: String,
+    /// Other ids.
+    pub aliases: Vec<String>,
+    /// One line.
+    pub summary: String,
+    /// `critical`, `high`, `medium`, `low`, `none`, `unknown`.
+    pub severity: String,
+    /// CVSS base score, when known.
+    pub cvss_score: Option<f64>,
+    /// OSV ecosystem.
+    pub ecosystem: String,
+    /// Package.
+    pub package: String,
+    /// Installed version.
+    pub installed_version: String,
+    /// Lowest fixed version above the installed one, when known.
+    pub fixed_version: Option<String>,
+    /// Layer the package came from.
+    pub layer: String,
+    /// Package URL.
+    pub purl: String,
+}
+
+/// One structure test result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StructureRecord {
+    /// Test kind.
+    pub kind: String,
+    /// Test name.
+    pub name: String,
+    /// `passed`, `failed`, `unsupported`.
+    pub status: String,
+    /// Why.
+    pub message: String,
+}
+
+/// One policy denial.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DenialRecord {
+    /// Rule name.
+    pub rule: String,
+    /// Why.
+    pub message: String,
+}
+
+/// The KV key of a build's scan report.
+pub fn scan_key(build_id: &str) -> String {
+    format!("{build_id}.scan")
+}
+
+/// The KV key of a build's SBOM in `format` (`spdx` or `cyclonedx`).
+pub fn sbom_key(build_id: &str, format: &str) -> String {
+    format!("{build_id}.{format}")
+}
+
 /// The KV key of a build's file inventory.
 pub fn files_key(build_id: &str) -> String {
     format!("{build_id}.files")

@@ -39,6 +39,10 @@ pub struct FileInfo {
     pub sha256: String,
     /// Permission bits (`0o7777` mask).
     pub mode: u32,
+    /// Numeric owner.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
     /// Entry kind.
     pub kind: FileKind,
     /// Link target for symlinks and hard links.
@@ -54,15 +58,28 @@ pub struct FileInfo {
 /// `dir/name` and everything under it, `dir/.wh..wh..opq` removes everything under `dir`.
 /// A non-directory replacing a directory also hides that directory's contents.
 pub fn inventory(layers: &[(String, Bytes)]) -> Result<Vec<FileInfo>> {
+    Ok(inventory_with_contents(layers, &|_| false)?.0)
+}
+
+/// [`inventory`], also returning the content of every regular file of the final filesystem
+/// whose path `keep` selects (package databases, lock files, files tests look at), by path.
+pub fn inventory_with_contents(
+    layers: &[(String, Bytes)],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<FileInfo>, BTreeMap<String, Bytes>)> {
     let mut files: BTreeMap<String, FileInfo> = BTreeMap::new();
+    let mut contents: BTreeMap<String, Bytes> = BTreeMap::new();
     for (layer_digest, bytes) in layers {
-        let read = read_layer(layer_digest, bytes)?;
+        let read = read_layer(layer_digest, bytes, keep)?;
         for dir in &read.opaque_dirs {
             remove_descendants(&mut files, dir);
         }
         for path in &read.whiteouts {
             files.remove(path);
             remove_descendants(&mut files, path);
+        }
+        for (path, content) in read.contents {
+            contents.insert(path, content);
         }
         for mut info in read.entries {
             if info.kind != FileKind::Dir {
@@ -76,10 +93,22 @@ pub fn inventory(layers: &[(String, Bytes)]) -> Result<Vec<FileInfo>> {
                 info.size = target.size;
                 info.sha256 = target.sha256.clone();
             }
+            if info.kind == FileKind::Hardlink
+                && let Some(target) = info.link_target.as_deref()
+                && let Some(content) = contents.get(target).cloned()
+                && keep(&info.path)
+            {
+                contents.insert(info.path.clone(), content);
+            }
             files.insert(info.path.clone(), info);
         }
     }
-    Ok(files.into_values().collect())
+    contents.retain(|path, _| {
+        files
+            .get(path)
+            .is_some_and(|info| matches!(info.kind, FileKind::File | FileKind::Hardlink))
+    });
+    Ok((files.into_values().collect(), contents))
 }
 
 /// Removes every path strictly under `dir` (`""` means the root).
@@ -101,6 +130,7 @@ fn remove_descendants(files: &mut BTreeMap<String, FileInfo>, dir: &str) {
 
 struct ReadLayer {
     entries: Vec<FileInfo>,
+    contents: Vec<(String, Bytes)>,
     whiteouts: Vec<String>,
     opaque_dirs: Vec<String>,
 }
@@ -123,7 +153,7 @@ fn normalise_tar_path(raw: &str) -> std::result::Result<Option<String>, &'static
     }
 }
 
-fn read_layer(layer_digest: &str, bytes: &Bytes) -> Result<ReadLayer> {
+fn read_layer(layer_digest: &str, bytes: &Bytes, keep: &dyn Fn(&str) -> bool) -> Result<ReadLayer> {
     let layer_error = |source: std::io::Error| OciError::Layer {
         context: format!("failed to read layer {layer_digest}"),
         source,
@@ -136,6 +166,7 @@ fn read_layer(layer_digest: &str, bytes: &Bytes) -> Result<ReadLayer> {
     let mut archive = tar::Archive::new(reader);
     let mut read = ReadLayer {
         entries: Vec::new(),
+        contents: Vec::new(),
         whiteouts: Vec::new(),
         opaque_dirs: Vec::new(),
     };
@@ -191,7 +222,17 @@ fn read_layer(layer_digest: &str, bytes: &Bytes) -> Result<ReadLayer> {
             (FileKind::Hardlink, Some(target)) => normalise_tar_path(&target).ok().flatten(),
             (_, target) => target,
         };
-        let (size, sha256) = if kind == FileKind::File {
+        // Some writers leave owner fields empty: read as 0 (root), as tar(1) does.
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let (size, sha256) = if kind == FileKind::File && keep(&path) {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).map_err(layer_error)?;
+            let sha256 = hex::encode(Sha256::digest(&content));
+            let size = content.len() as u64;
+            read.contents.push((path.clone(), Bytes::from(content)));
+            (size, sha256)
+        } else if kind == FileKind::File {
             let mut hasher = Sha256::new();
             let size = std::io::copy(&mut entry, &mut hasher).map_err(layer_error)?;
             (size, hex::encode(hasher.finalize()))
@@ -203,6 +244,8 @@ fn read_layer(layer_digest: &str, bytes: &Bytes) -> Result<ReadLayer> {
             size,
             sha256,
             mode,
+            uid,
+            gid,
             kind,
             link_target,
             layer_digest: layer_digest.to_string(),

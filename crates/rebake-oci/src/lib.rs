@@ -32,7 +32,7 @@ pub mod registry;
 pub mod types;
 
 pub use error::{OciError, Result};
-pub use inventory::{FileInfo, FileKind, inventory};
+pub use inventory::{FileInfo, FileKind, inventory, inventory_with_contents};
 pub use layer::{BuiltLayer, LayerEntry, LayerEntryKind, build_layer};
 pub use reference::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, ImageRef, MANIFEST_MEDIA_TYPES,

@@ -7,6 +7,9 @@ pub enum ScannerError {
     /// The bus failed.
     #[error(transparent)]
     Bus(#[from] rebake_bus::BusError),
+    /// A check could not run (a task failed, a broken policy).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ScannerError {
@@ -15,6 +18,7 @@ impl ScannerError {
         match self {
             ScannerError::Registry(error) => error.is_transient(),
             ScannerError::Bus(error) => error.is_transient(),
+            ScannerError::Internal(_) => false,
         }
     }
 

@@ -1,11 +1,5 @@
-//! The scanner's policy. One rule for now: `max-image-size` (config + compressed layers).
-
-/// The configured rules.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Largest image allowed, bytes.
-    pub max_image_size_bytes: u64,
-}
+//! The scanner's decision about one image: allowed, or denied by named rules (the rules
+//! themselves are Rego, see [`crate::rego`]).
 
 /// A policy decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,34 +46,15 @@ impl Verdict {
     }
 }
 
-impl Policy {
-    /// Applies every rule to an image of `size_bytes`.
-    pub fn evaluate(&self, size_bytes: u64) -> Verdict {
-        if size_bytes > self.max_image_size_bytes {
-            return Verdict::deny(
-                "max-image-size",
-                format!(
-                    "image is {size_bytes} bytes, the limit is {}",
-                    self.max_image_size_bytes
-                ),
-            );
-        }
-        Verdict::Allow
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn size_limit() {
-        let policy = Policy {
-            max_image_size_bytes: 100,
-        };
-        assert!(policy.evaluate(100).passed());
-        let verdict = policy.evaluate(101);
+    fn denial_text() {
+        let verdict = Verdict::deny("image_size", "too big".to_string());
         assert!(!verdict.passed());
-        assert!(verdict.denial().starts_with("max-image-size: image is 101 bytes"));
+        assert_eq!(verdict.denial(), "image_size: too big");
+        assert_eq!(Verdict::Allow.summary(), "policy passed");
     }
 }

@@ -211,10 +211,16 @@ pub async fn start(
                     .context("failed to start the signer")?;
             }
             Service::Scanner => {
-                let policy = rebake_scanner::Policy {
+                let settings = rebake_scanner::ScannerSettings {
                     max_image_size_bytes: config.scanner.max_image_size_bytes,
+                    advisories: config.scanner.advisories.clone(),
+                    advisory_poll_interval: config.scanner.advisory_poll_interval,
+                    policy_dir: config.scanner.policy_dir.clone(),
+                    disabled_policies: config.scanner.disabled_policies.clone(),
+                    required_labels: config.scanner.required_labels.clone(),
+                    allow_root: config.scanner.allow_root,
                 };
-                rebake_scanner::serve(bus, registry.clone(), policy, shutdown.clone(), tracker.clone())
+                rebake_scanner::serve(bus, registry.clone(), settings, shutdown.clone(), tracker.clone())
                     .await
                     .context("failed to start the scanner")?;
             }
