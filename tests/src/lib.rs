@@ -88,6 +88,49 @@ pub fn tool(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
+/// Pushes a linux/amd64 image made of `layers` (base first; fixed timestamps) with `runtime`
+/// as its config to `host/repository:tag` with Rebake's own OCI code; returns its digest.
+pub async fn push_image(
+    registry: &Registry,
+    host: &str,
+    repository: &str,
+    tag: &str,
+    layers: Vec<Vec<LayerEntry>>,
+    runtime: RuntimeConfig,
+) -> Result<String> {
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for entries in layers {
+        let layer = build_layer(entries, 1_700_000_000)?;
+        registry.push_blob(host, repository, layer.compressed.clone()).await?;
+        diff_ids.push(layer.diff_id.clone());
+        descriptors.push(Descriptor::new(OCI_LAYER_GZIP, layer.digest.clone(), layer.size));
+    }
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config: Some(runtime),
+        rootfs: rebake_oci::RootFs {
+            diff_ids,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let config_bytes = to_json_bytes(&config)?;
+    let config_digest = registry
+        .push_blob(host, repository, config_bytes.clone().into())
+        .await?;
+    let mut manifest = ImageManifest::new(
+        Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),
+        descriptors,
+    );
+    manifest.media_type = Some(OCI_MANIFEST.into());
+    let bytes = to_json_bytes(&manifest)?;
+    Ok(registry
+        .put_manifest(host, repository, tag, &bytes, OCI_MANIFEST)
+        .await?)
+}
+
 /// How a sandbox differs from the default.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -245,45 +288,16 @@ impl Sandbox {
     /// Pushes a base image `base:<tag>` whose single layer holds `/etc/base-release` = `release`.
     /// Returns its digest. Uses Rebake's own OCI code.
     pub async fn push_base(&self, tag: &str, release: &str) -> Result<String> {
-        let layer = build_layer(
-            vec![
-                LayerEntry::file("etc/base-release", 0o644, release.as_bytes().to_vec()),
-                LayerEntry::file("bin/tool", 0o755, format!("#!/bin/sh\necho {release}\n").into_bytes()),
-            ],
-            1_700_000_000,
-        )?;
-        self.registry
-            .push_blob(&self.host, "base", layer.compressed.clone())
-            .await?;
-        let config = ImageConfig {
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            config: Some(RuntimeConfig {
-                env: vec!["PATH=/usr/bin:/bin".into(), "MODE=dev".into()],
-                cmd: Some(vec!["/bin/sh".into()]),
-                ..Default::default()
-            }),
-            rootfs: rebake_oci::RootFs {
-                diff_ids: vec![layer.diff_id.clone()],
-                ..Default::default()
-            },
+        let layer = vec![
+            LayerEntry::file("etc/base-release", 0o644, release.as_bytes().to_vec()),
+            LayerEntry::file("bin/tool", 0o755, format!("#!/bin/sh\necho {release}\n").into_bytes()),
+        ];
+        let runtime = RuntimeConfig {
+            env: vec!["PATH=/usr/bin:/bin".into(), "MODE=dev".into()],
+            cmd: Some(vec!["/bin/sh".into()]),
             ..Default::default()
         };
-        let config_bytes = to_json_bytes(&config)?;
-        let config_digest = self
-            .registry
-            .push_blob(&self.host, "base", config_bytes.clone().into())
-            .await?;
-        let mut manifest = ImageManifest::new(
-            Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),
-            vec![Descriptor::new(OCI_LAYER_GZIP, layer.digest.clone(), layer.size)],
-        );
-        manifest.media_type = Some(OCI_MANIFEST.into());
-        let bytes = to_json_bytes(&manifest)?;
-        Ok(self
-            .registry
-            .put_manifest(&self.host, "base", tag, &bytes, OCI_MANIFEST)
-            .await?)
+        push_image(&self.registry, &self.host, "base", tag, vec![layer], runtime).await
     }
 
     /// Commits a change to the app's source; returns the new commit.

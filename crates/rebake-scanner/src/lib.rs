@@ -210,7 +210,9 @@ impl Scanner {
                         "structure-tests",
                         format!("the spec's structure_tests are invalid: {error}"),
                     );
-                    return self.finish(&image, done, started_at_ms, 0, verdict, &traceparent).await;
+                    return self
+                        .finish(&image, done, started_at_ms, 0, verdict, "", &traceparent)
+                        .await;
                 }
             },
         };
@@ -220,12 +222,16 @@ impl Scanner {
             Err(error) if error.is_transient() && !delivery_is_last => return retry(error.chain()),
             Err(error) => {
                 let verdict = Verdict::deny("readable-image", format!("cannot read staged image: {}", error.chain()));
-                return self.finish(&image, done, started_at_ms, 0, verdict, &traceparent).await;
+                return self
+                    .finish(&image, done, started_at_ms, 0, verdict, "", &traceparent)
+                    .await;
             }
         };
         let Some(first) = platforms.first() else {
             let verdict = Verdict::deny("readable-image", "the staged image has no manifest".to_string());
-            return self.finish(&image, done, started_at_ms, 0, verdict, &traceparent).await;
+            return self
+                .finish(&image, done, started_at_ms, 0, verdict, "", &traceparent)
+                .await;
         };
         let files: Vec<&rebake_oci::FileInfo> = first.view.files.values().collect();
         let file_count = files
@@ -266,7 +272,15 @@ impl Scanner {
             Err(reason) => {
                 let verdict = Verdict::deny("scan", reason);
                 return self
-                    .finish(&image, done, started_at_ms, file_count as i64, verdict, &traceparent)
+                    .finish(
+                        &image,
+                        done,
+                        started_at_ms,
+                        file_count as i64,
+                        verdict,
+                        "",
+                        &traceparent,
+                    )
                     .await;
             }
         };
@@ -303,10 +317,21 @@ impl Scanner {
         };
         let summary = scan_summary(&outcome.report);
         tracing::info!(image = %image, build_id, summary = %summary, "scanned");
-        self.finish(&image, done, started_at_ms, file_count as i64, verdict, &traceparent)
-            .await
+        self.finish(
+            &image,
+            done,
+            started_at_ms,
+            file_count as i64,
+            verdict,
+            &summary,
+            &traceparent,
+        )
+        .await
     }
 
+    /// Records the verdict and passes the image on (or fails the build). `detail` is the
+    /// scan summary (packages, findings, structure tests), empty when the checks did not run.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         image: &ImageName,
@@ -314,10 +339,19 @@ impl Scanner {
         started_at_ms: i64,
         file_count: i64,
         verdict: Verdict,
+        detail: &str,
         traceparent: &str,
     ) -> Outcome {
         let scanned_at_ms = now_ms();
-        let summary = format!("{file_count} files, {} bytes; {}", done.size_bytes, verdict.summary());
+        let summary = if detail.is_empty() {
+            format!("{file_count} files, {} bytes; {}", done.size_bytes, verdict.summary())
+        } else {
+            format!(
+                "{file_count} files, {} bytes; {detail}; {}",
+                done.size_bytes,
+                verdict.summary()
+            )
+        };
         let passed = verdict.passed();
         let denial = verdict.denial();
         let stage = StageRecord {
