@@ -129,6 +129,13 @@ async fn vulnerable_packages_are_found_reported_and_blocked() -> Result<()> {
     })
     .await?;
 
+    // What `rebake findings app` prints.
+    let text = rebake::cli::render_findings(&app_findings(&mut control).await?);
+    ensure!(
+        text.contains(ADVISORY) && text.contains("lodash") && text.contains("4.17.20"),
+        "rebake findings shows:\n{text}"
+    );
+
     // 3. A rebuild with the vulnerable package is stopped, and says why.
     let touched = sandbox.commit_source("<h1>v2</h1>\n")?;
     push_source(&sandbox, &vulnerable, &touched, "scan-1").await?;

@@ -79,6 +79,35 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Output,
     },
+    /// The scan report of an image's published build, or of one build: vulnerability
+    /// findings, structure tests and policy denials (control API client).
+    Findings {
+        /// Catalog image name.
+        image: String,
+        /// A specific build instead of the published one.
+        #[arg(long, default_value = "")]
+        build: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Print the SBOM of an image's published build, or of one build (control API client).
+    Sbom {
+        /// Catalog image name.
+        image: String,
+        /// A specific build instead of the published one.
+        #[arg(long, default_value = "")]
+        build: String,
+        /// `spdx` (SPDX 2.3 JSON) or `cyclonedx` (CycloneDX 1.6 JSON).
+        #[arg(long, default_value = "spdx")]
+        format: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+    },
 }
 
 /// Exit code for usage and configuration errors (`EX_USAGE`).
@@ -165,4 +194,139 @@ pub async fn watch(endpoint: &str, image: &str, kinds: Vec<String>, from: u64, o
             None => return Ok(()),
         }
     }
+}
+
+/// `rebake findings`.
+pub async fn findings(endpoint: &str, image: &str, build: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let report = client
+        .get_findings(rebake_proto::control::v1::GetFindingsRequest {
+            image: image.to_string(),
+            build_id: build.to_string(),
+        })
+        .await
+        .context("GetFindings failed")?
+        .into_inner();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&findings_json(&report))?),
+        Output::Table => print!("{}", render_findings(&report)),
+    }
+    Ok(())
+}
+
+fn findings_json(report: &rebake_proto::control::v1::Findings) -> serde_json::Value {
+    serde_json::json!({
+        "image": report.image,
+        "build_id": report.build_id,
+        "digest": report.digest,
+        "passed": report.passed,
+        "components": report.components,
+        "advisories_digest": report.advisories_digest,
+        "scanned_at_ms": report.scanned_at_ms,
+        "findings": report.findings.iter().map(|finding| serde_json::json!({
+            "id": finding.id,
+            "aliases": finding.aliases,
+            "severity": finding.severity,
+            "cvss_score": finding.cvss_score,
+            "ecosystem": finding.ecosystem,
+            "package": finding.package,
+            "installed_version": finding.installed_version,
+            "fixed_version": finding.fixed_version,
+            "layer": finding.layer,
+            "purl": finding.purl,
+            "summary": finding.summary,
+        })).collect::<Vec<_>>(),
+        "structure": report.structure.iter().map(|result| serde_json::json!({
+            "kind": result.kind, "name": result.name, "status": result.status, "message": result.message,
+        })).collect::<Vec<_>>(),
+        "denials": report.denials.iter().map(|denial| serde_json::json!({
+            "rule": denial.rule, "message": denial.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The scan report as text for people.
+pub fn render_findings(report: &rebake_proto::control::v1::Findings) -> String {
+    let mut out = format!(
+        "{} build {} ({}): {}, {} packages, {} findings\n",
+        report.image,
+        report.build_id,
+        report.digest,
+        if report.passed { "passed" } else { "DENIED" },
+        report.components,
+        report.findings.len()
+    );
+    for denial in &report.denials {
+        out.push_str(&format!("  denied by {}: {}\n", denial.rule, denial.message));
+    }
+    if !report.findings.is_empty() {
+        let rows: Vec<[String; 5]> = report
+            .findings
+            .iter()
+            .map(|finding| {
+                [
+                    finding.severity.clone(),
+                    finding.id.clone(),
+                    finding.package.clone(),
+                    finding.installed_version.clone(),
+                    if finding.fixed_version.is_empty() {
+                        "(no fix)".to_string()
+                    } else {
+                        finding.fixed_version.clone()
+                    },
+                ]
+            })
+            .collect();
+        let header = ["SEVERITY", "ID", "PACKAGE", "INSTALLED", "FIXED"];
+        let widths: Vec<usize> = (0..5)
+            .map(|column| {
+                rows.iter()
+                    .map(|row| row[column].len())
+                    .chain([header[column].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in std::iter::once(header.map(str::to_string)).chain(rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            out.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
+        }
+    }
+    let failed: Vec<_> = report
+        .structure
+        .iter()
+        .filter(|result| result.status != "passed")
+        .collect();
+    if !report.structure.is_empty() {
+        out.push_str(&format!(
+            "  structure tests: {}/{} passed\n",
+            report.structure.len() - failed.len(),
+            report.structure.len()
+        ));
+        for result in failed {
+            out.push_str(&format!("    {} {}: {}\n", result.status, result.name, result.message));
+        }
+    }
+    out
+}
+
+/// `rebake sbom`.
+pub async fn sbom(endpoint: &str, image: &str, build: &str, format: &str) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let sbom = client
+        .get_sbom(rebake_proto::control::v1::GetSbomRequest {
+            image: image.to_string(),
+            build_id: build.to_string(),
+            format: format.to_string(),
+        })
+        .await
+        .context("GetSbom failed")?
+        .into_inner();
+    let document: serde_json::Value = serde_json::from_str(&sbom.json).context("the SBOM is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
 }

@@ -64,6 +64,26 @@ fn main() -> ExitCode {
             ) => cli::watch(&endpoint, &image, kinds, from, output)
                 .await
                 .map_err(|e| (1, e)),
+            (
+                Command::Findings {
+                    image,
+                    build,
+                    endpoint,
+                    output,
+                },
+                _,
+            ) => cli::findings(&endpoint, &image, &build, output)
+                .await
+                .map_err(|e| (1, e)),
+            (
+                Command::Sbom {
+                    image,
+                    build,
+                    format,
+                    endpoint,
+                },
+                _,
+            ) => cli::sbom(&endpoint, &image, &build, &format).await.map_err(|e| (1, e)),
             (Command::Serve { .. } | Command::Up, None) => unreachable!("serve and up always name services"),
         }
     });
