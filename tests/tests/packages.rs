@@ -35,7 +35,7 @@ fn test_feed(dir: &Path) -> Result<Option<DebFeed>> {
     Ok(Some(feed))
 }
 
-const OS_IMAGE: &str = "name: os\nbase: scratch\npackages:\n  feed: test\n  install: [base-files, tzdata]\nplatforms: [linux/amd64, linux/arm64]\naccounts:\n  groups: [{ name: nonroot, gid: 65532 }]\n  users: [{ name: nonroot, uid: 65532, gid: 65532 }]\nos_release: { ID: rebake-test, NAME: \"Rebake Test OS\", VERSION_ID: \"1\" }\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/base\n";
+const OS_IMAGE: &str = "name: os\nbase: scratch\npackages:\n  feed: test\n  install: [base-files, tzdata]\nplatforms: [linux/amd64, linux/arm64]\naccounts:\n  groups: [{ name: nonroot, gid: 65532 }]\n  users: [{ name: nonroot, uid: 65532, gid: 65532 }]\nos_release: { ID: rebake-test, NAME: \"Rebake Test OS\", VERSION_ID: \"1\" }\nstructure_tests:\n  schemaVersion: 2.0.0\n  fileExistenceTests:\n    - { name: tmp, path: /tmp, shouldExist: true, permissions: drwxrwxrwt }\n  fileContentTests:\n    - { name: os-release, path: /etc/os-release, expectedContents: [\"ID=rebake-test\"] }\n    - { name: utc, path: /usr/share/zoneinfo/UTC, expectedContents: [\"TZif\"] }\n  metadataTest:\n    user: \"65532\"\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/base\n";
 const APP_IMAGE: &str =
     "name: app\nbase: {host}/os/base:latest\nconfig:\n  cmd: [/bin/true]\npublish:\n  repository: {host}/apps/app\n";
 const NET_IMAGE: &str = "name: net\nbase: scratch\npackages:\n  feed: test\n  install: [netbase]\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/net\n";
@@ -90,6 +90,20 @@ async fn feed_bump_rebuilds_exactly_the_affected_images() -> Result<()> {
     );
     let state = sandbox.image_state("os").await?.context("os state")?;
     let published = state.published.context("os published")?;
+    // The spec's structure tests ran on both platforms, through the os-release symlink.
+    let report: rebake_events::state::ScanReport = sandbox
+        .bus
+        .kv(Bucket::Builds)
+        .await?
+        .get(&rebake_events::state::scan_key(&published.build_id))
+        .await?
+        .context("os scan report")?;
+    ensure!(
+        report.structure.len() == 8 && report.structure.iter().all(|result| result.status == "passed"),
+        "structure tests: {:?}",
+        report.structure
+    );
+    ensure!(report.components > 0, "the os SBOM is empty");
     let tzdata_before = feed.version("tzdata").context("tzdata version")?;
     ensure!(
         published

@@ -217,7 +217,22 @@ impl Scanner {
             },
         };
         let extra = tests.as_ref().map(structure::paths_read).unwrap_or_default();
-        let platforms = match read::read_image(&self.registry, &done.staging_repository, &done.digest, &extra).await {
+        let mut read = read::read_image(&self.registry, &done.staging_repository, &done.digest, &extra).await;
+        // Content tests may name a path through symlinks (`/bin/sh`): contents are kept by
+        // path as layers are read, so read once more keeping where those paths lead.
+        if let (Ok(platforms), Some(tests)) = (&read, &tests) {
+            let missing: Vec<String> = platforms
+                .iter()
+                .flat_map(|platform| structure::paths_read_resolved(tests, &platform.view.files))
+                .filter(|path| !extra.contains(path))
+                .collect();
+            if !missing.is_empty() {
+                let mut wanted = extra.clone();
+                wanted.extend(missing);
+                read = read::read_image(&self.registry, &done.staging_repository, &done.digest, &wanted).await;
+            }
+        }
+        let platforms = match read {
             Ok(platforms) => platforms,
             Err(error) if error.is_transient() && !delivery_is_last => return retry(error.chain()),
             Err(error) => {
