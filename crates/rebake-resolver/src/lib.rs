@@ -240,11 +240,16 @@ async fn refresh_feeds(resolver: &Arc<Mutex<Resolver>>, feeds: &[String], why: &
 
 /// Routes one upstream event: a feed change fetches the new index first (outside the lock).
 async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) -> Outcome {
-    let Ok(event) = delivery.decode::<pb::UpstreamChanged>() else {
-        return resolver.lock().await.on_upstream(delivery).await;
+    let event: pb::UpstreamChanged = match delivery.decode() {
+        Ok(event) => event,
+        Err(error) => {
+            return Outcome::Reject {
+                reason: error.to_string(),
+            };
+        }
     };
     let Some(pb::upstream_changed::Change::Feed(feed)) = &event.change else {
-        return resolver.lock().await.on_upstream(delivery).await;
+        return resolver.lock().await.on_upstream(&delivery, event).await;
     };
     let fetch = {
         let guard = resolver.lock().await;
@@ -323,15 +328,8 @@ async fn resync(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) {
 }
 
 impl Resolver {
-    async fn on_upstream(&mut self, delivery: Delivery) -> Outcome {
-        let event: pb::UpstreamChanged = match delivery.decode() {
-            Ok(event) => event,
-            Err(error) => {
-                return Outcome::Reject {
-                    reason: error.to_string(),
-                };
-            }
-        };
+    /// A tag or branch change (feed changes go to `on_feed`, see `handle_upstream`).
+    async fn on_upstream(&mut self, delivery: &Delivery, event: pb::UpstreamChanged) -> Outcome {
         let envelope = delivery.envelope().clone();
         let received = if event.received_at_ms > 0 {
             event.received_at_ms
