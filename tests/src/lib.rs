@@ -148,6 +148,9 @@ pub struct Options {
     pub feed_poll_interval: String,
     /// The `scanner:` section's keys (YAML, already indented by two spaces), if any.
     pub scanner: String,
+    /// More `ingress:` keys (YAML, indented by two spaces), e.g. `sources:` or `poll:`;
+    /// `{host}` is replaced by the registry host.
+    pub ingress: String,
 }
 
 impl Default for Options {
@@ -160,6 +163,7 @@ impl Default for Options {
             feeds: String::new(),
             feed_poll_interval: "5m".to_string(),
             scanner: String::new(),
+            ingress: String::new(),
         }
     }
 }
@@ -237,8 +241,9 @@ impl Sandbox {
         }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\nresolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}{scanner}",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}{scanner}",
             nats = nats.url(),
+            ingress = options.ingress.replace("{host}", &host),
             catalog = catalog.display(),
             work = dir.path().join("work").display(),
             key = key.display(),

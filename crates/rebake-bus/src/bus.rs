@@ -206,6 +206,12 @@ impl Bus {
                 deny_delete: true,
                 allow_direct: true,
                 storage: StorageType::File,
+                // Delivery ids only guard against replays; the others are state, kept.
+                max_age: if bucket == Bucket::Deliveries {
+                    Duration::from_secs(30 * 24 * 3600)
+                } else {
+                    Duration::ZERO
+                },
                 ..Default::default()
             })
             .await

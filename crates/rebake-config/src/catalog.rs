@@ -324,9 +324,14 @@ impl ImageSpec {
 
 /// Appends `:latest` when a reference has no tag.
 fn with_default_tag(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
+    // Docker Hub's official images are `library/<name>` in every event and API answer.
+    let reference = match reference.strip_prefix("docker.io/") {
+        Some(rest) if !rest.contains('/') => format!("docker.io/library/{rest}"),
+        _ => reference.to_string(),
+    };
+    let last = reference.rsplit('/').next().unwrap_or(&reference);
     if last.contains(':') {
-        reference.to_string()
+        reference
     } else {
         format!("{reference}:latest")
     }
@@ -465,6 +470,20 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_base_refs_are_canonical() {
+        assert_eq!(with_default_tag("docker.io/alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(
+            with_default_tag("docker.io/alpine:3.20"),
+            "docker.io/library/alpine:3.20"
+        );
+        assert_eq!(
+            with_default_tag("docker.io/bitnami/redis:7"),
+            "docker.io/bitnami/redis:7"
+        );
+        assert_eq!(with_default_tag("127.0.0.1:5000/base"), "127.0.0.1:5000/base:latest");
+    }
 
     fn write(dir: &Path, file: &str, text: &str) {
         std::fs::write(dir.join(file), text).unwrap();

@@ -7,7 +7,10 @@ use std::{
 
 pub use rebake_feeds::fetch::FeedSource;
 
-use crate::{ConfigError, Result, Secret, parse_duration};
+use crate::{
+    ConfigError, Result, Secret, parse_duration,
+    webhooks::{PollConfig, RawPoll, WebhookSource, validate_sources},
+};
 
 /// Environment variables that override single keys of the file, with the key each sets.
 /// Values are parsed as YAML scalars (so `REBAKE_BUILDER_WORKERS=4` is a number).
@@ -96,6 +99,10 @@ struct RawIngress {
     distribution: RawDistribution,
     #[serde(default)]
     github: RawGithub,
+    #[serde(default)]
+    sources: Vec<WebhookSource>,
+    #[serde(default)]
+    poll: RawPoll,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -255,6 +262,10 @@ pub struct IngressConfig {
     /// How often each feed's index is polled (one conditional request when unchanged),
     /// default 5m.
     pub feed_poll_interval: Duration,
+    /// Webhook sources (`POST /v1/hooks/<name>`), one per sender.
+    pub sources: Vec<WebhookSource>,
+    /// Polling of tracked tags and branches.
+    pub poll: PollConfig,
 }
 
 /// `resolver:`.
@@ -349,7 +360,7 @@ impl Config {
         Self::validate(raw)
     }
 
-    fn validate(raw: RawConfig) -> Result<Self> {
+    fn validate(mut raw: RawConfig) -> Result<Self> {
         if raw.version != 1 {
             return Err(ConfigError::invalid(
                 "version",
@@ -421,6 +432,8 @@ impl Config {
                 "must be at least 1s",
             ));
         }
+        validate_sources(&raw.ingress.sources)?;
+        let poll = std::mem::take(&mut raw.ingress.poll).validate()?;
         for (name, feed) in &raw.feeds {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
                 return Err(ConfigError::invalid(
@@ -452,6 +465,8 @@ impl Config {
                 distribution_registry_host: raw.ingress.distribution.registry_host,
                 github_secret: raw.ingress.github.secret,
                 feed_poll_interval,
+                sources: raw.ingress.sources,
+                poll,
             },
             resolver: ResolverConfig { resync_interval },
             builder: BuilderConfig {

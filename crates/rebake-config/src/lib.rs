@@ -16,6 +16,7 @@ mod config;
 mod duration;
 mod error;
 mod secret;
+mod webhooks;
 
 pub use catalog::{
     Catalog, DEFAULT_PLATFORM, ImageConfigSpec, ImageSpec, PackagesSpec, PublishSpec, SourceSpec,
@@ -28,3 +29,4 @@ pub use config::{
 pub use duration::parse_duration;
 pub use error::{ConfigError, Result};
 pub use secret::Secret;
+pub use webhooks::{DEFAULT_REQUESTS_PER_MINUTE, PollConfig, RegistryPoll, WebhookKind, WebhookSource};

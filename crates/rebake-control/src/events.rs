@@ -229,6 +229,10 @@ fn upstream_summary(body: &pb::UpstreamChanged) -> String {
                 }
             )
         }
+        Some(pb::upstream_changed::Change::AdvisoryFix(fix)) => format!(
+            "advisory {} for {}: {} {} fixed in {}{via}",
+            fix.advisory_id, fix.image, fix.package, fix.installed_version, fix.fixed_version
+        ),
         None => format!("upstream changed{via}"),
     }
 }

@@ -45,16 +45,20 @@ pub enum Bucket {
     Builds,
     /// What Rebake knows of upstream state (key: encoded tag or branch).
     Upstream,
+    /// Webhook delivery ids already accepted (key: source and hashed id), so a replayed
+    /// delivery is a no-op; entries expire after 30 days.
+    Deliveries,
 }
 
 impl Bucket {
     /// Every bucket.
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 6] = [
         Bucket::Catalog,
         Bucket::Lineage,
         Bucket::Images,
         Bucket::Builds,
         Bucket::Upstream,
+        Bucket::Deliveries,
     ];
 
     fn token(self) -> &'static str {
@@ -64,6 +68,7 @@ impl Bucket {
             Bucket::Images => "images",
             Bucket::Builds => "builds",
             Bucket::Upstream => "upstream",
+            Bucket::Deliveries => "deliveries",
         }
     }
 }
@@ -124,6 +129,11 @@ impl Names {
     /// Subject for a package feed index change.
     pub fn upstream_feed_subject(&self) -> String {
         format!("{}.upstream.feed", self.prefix)
+    }
+
+    /// Subject of advisory fix hints (from the scanner).
+    pub fn upstream_advisory_subject(&self) -> String {
+        format!("{}.upstream.advisory", self.prefix)
     }
 
     /// Durable consumer of the resolver on the upstream stream.

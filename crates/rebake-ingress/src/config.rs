@@ -1,4 +1,6 @@
-use std::fmt;
+use std::{fmt, sync::Arc};
+
+use crate::sources::{DeliveryLog, SourceSettings, TagLookup};
 
 /// Default for [`IngressSettings::max_body_bytes`]: 5 MiB (GitHub pushes with many commits
 /// are the largest bodies we expect).
@@ -19,6 +21,16 @@ pub struct IngressSettings {
     pub distribution_registry_host: Option<String>,
     /// Secret GitHub signs deliveries with (`X-Hub-Signature-256`).
     pub github_secret: Option<Vec<u8>>,
+    /// Configured webhook sources (`POST /v1/hooks/<name>`), secrets read.
+    pub sources: Vec<SourceSettings>,
+    /// Where delivery ids are remembered (replays are no-ops); [`crate::serve`] uses the
+    /// `deliveries` KV bucket, tests an in-memory log. `None`: an in-memory log.
+    pub deliveries: Option<Arc<dyn DeliveryLog>>,
+    /// How registry sources resolve tags; [`crate::serve`] uses a registry client built
+    /// from `plain_http_registries`.
+    pub tags: Option<Arc<dyn TagLookup>>,
+    /// Registries reached over plain HTTP (as `registries.plain_http` in the config).
+    pub plain_http_registries: Vec<String>,
 }
 
 impl Default for IngressSettings {
@@ -28,6 +40,10 @@ impl Default for IngressSettings {
             distribution_token: None,
             distribution_registry_host: None,
             github_secret: None,
+            sources: Vec::new(),
+            deliveries: None,
+            tags: None,
+            plain_http_registries: Vec::new(),
         }
     }
 }
@@ -40,7 +56,9 @@ impl fmt::Debug for IngressSettings {
             .field("distribution_token", &redacted(&self.distribution_token))
             .field("distribution_registry_host", &self.distribution_registry_host)
             .field("github_secret", &redacted(&self.github_secret))
-            .finish()
+            .field("sources", &self.sources)
+            .field("plain_http_registries", &self.plain_http_registries)
+            .finish_non_exhaustive()
     }
 }
 

@@ -78,7 +78,7 @@ enum Outcome {
 
 /// The relevant changes of one envelope and how many events were left out.
 #[derive(Debug, Default, PartialEq)]
-struct Batch {
+pub(crate) struct Batch {
     changes: Vec<pb::RegistryTagChanged>,
     ignored: usize,
 }
@@ -191,7 +191,7 @@ fn check_bearer(authorization: Option<&str>, expected: &[u8]) -> Result<(), Reje
 }
 
 /// Parses an envelope. Fails (400) only when the body as a whole is not an envelope.
-fn parse_envelope(body: &[u8], registry_host: Option<&str>) -> Result<Batch, String> {
+pub(crate) fn parse_envelope(body: &[u8], registry_host: Option<&str>) -> Result<Batch, String> {
     let document: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| format!("body is not valid json: {error}"))?;
     let Some(events) = document.get("events").and_then(serde_json::Value::as_array) else {

@@ -9,6 +9,14 @@ pub enum IngressError {
         #[source]
         source: std::io::Error,
     },
+    /// Something the ingress needs could not be set up at start.
+    #[error("failed to set up {what}: {reason}")]
+    Setup {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Result with [`IngressError`].

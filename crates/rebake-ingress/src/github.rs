@@ -203,6 +203,17 @@ fn payload_json<'a>(content_type: &str, body: &'a [u8]) -> Result<Cow<'a, [u8]>,
         .ok_or_else(|| Rejection::BadRequest("form body has no payload field".to_string()))
 }
 
+/// Runs the body parsers on untrusted bytes (for `crate::fuzzing`).
+pub(crate) fn parse_for_fuzzing(body: &[u8]) {
+    for content_type in [JSON, FORM] {
+        if let Ok(json) = payload_json(content_type, body)
+            && let Ok(push) = serde_json::from_slice::<RawPush>(&json)
+        {
+            let _ = normalise_push(push, "fuzz-delivery");
+        }
+    }
+}
+
 /// Turns a push payload into a ref change, or says why it is ignored. `Err` is a 400 reason.
 fn normalise_push(push: RawPush, delivery_id: &str) -> Result<PushOutcome, String> {
     let Some(git_ref) = push.git_ref else {

@@ -24,6 +24,12 @@
 //! It also polls package feeds ([`feeds`]): conditional requests on each index, and a
 //! `FeedChanged` event when one changed.
 //!
+//! And it polls upstreams that cannot call ([`poll`]): every tracked base tag with one
+//! manifest `HEAD` per interval (anonymous bearer tokens, a per-registry request budget,
+//! `429`/`Retry-After` honoured with back-off and jitter, never a tag listing), and every
+//! tracked Git branch with `git ls-remote`; a moved tag or branch publishes the same
+//! `RegistryTagChanged` / `GitRefChanged` events a webhook would, with source `poll`.
+//!
 //! What it deliberately does not do: decide what to rebuild (the resolver does, and re-checks
 //! upstream state itself: events are hints).
 #![forbid(unsafe_code)]
@@ -32,10 +38,16 @@ mod config;
 mod distribution;
 mod error;
 pub mod feeds;
+#[doc(hidden)]
+pub mod fuzzing;
 mod github;
+pub mod metrics;
+pub mod poll;
 mod rejection;
 mod router;
+pub mod senders;
 mod sink;
+pub mod sources;
 #[cfg(test)]
 mod testing;
 
@@ -46,8 +58,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{DEFAULT_MAX_BODY_BYTES, IngressSettings};
 pub use error::{IngressError, Result};
-pub use router::{DISTRIBUTION_PATH, GITHUB_PATH, router};
+pub use router::{DISTRIBUTION_PATH, GITHUB_PATH, SOURCES_PATH, SOURCES_TOKEN_PATH, router};
 pub use sink::UpstreamSink;
+pub use sources::{DeliveryLog, KvDeliveries, MemoryDeliveries, SourceSettings, TagLookup};
 
 /// Serves the ingress routes on `listener`, publishing to `bus`, until `shutdown` is
 /// cancelled. From then on new webhooks get 503 while requests in flight finish (each is
@@ -65,6 +78,27 @@ pub async fn serve(
         github = settings.github_secret().is_some(),
         "ingress listening"
     );
+    let mut settings = settings;
+    if settings.deliveries.is_none() {
+        let kv = bus
+            .kv(rebake_events::Bucket::Deliveries)
+            .await
+            .map_err(|source| IngressError::Setup {
+                what: "the deliveries bucket".to_string(),
+                reason: source.to_string(),
+            })?;
+        settings.deliveries = Some(Arc::new(KvDeliveries(kv)));
+    }
+    if settings.tags.is_none() {
+        let registry = rebake_oci::Registry::try_new(settings.plain_http_registries.clone()).map_err(|source| {
+            IngressError::Setup {
+                what: "the registry client".to_string(),
+                reason: source.to_string(),
+            }
+        })?;
+        settings.tags = Some(Arc::new(registry));
+    }
+    tracing::info!(sources = settings.sources.len(), "webhook sources configured");
     let app = router(Arc::new(bus), settings, shutdown.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

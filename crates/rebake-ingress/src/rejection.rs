@@ -23,6 +23,8 @@ pub(crate) enum Rejection {
     Unavailable(String),
     /// 503: this endpoint has no credentials configured, so it accepts nothing.
     NotConfigured(&'static str),
+    /// 404: no webhook source of this name.
+    NotFound(String),
 }
 
 impl Rejection {
@@ -34,6 +36,20 @@ impl Rejection {
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unavailable(_) | Rejection::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// The `reason` label of `rebake_webhooks_rejected_total`.
+    pub(crate) fn metric_reason(&self) -> &'static str {
+        match self {
+            Rejection::Unauthorized(_) => "unauthorized",
+            Rejection::BadRequest(_) => "malformed",
+            Rejection::PayloadTooLarge => "too_large",
+            Rejection::UnsupportedMediaType(_) => "media_type",
+            Rejection::Unavailable(_) => "unavailable",
+            Rejection::NotConfigured(_) => "not_configured",
+            Rejection::NotFound(_) => "not_found",
         }
     }
 
@@ -43,7 +59,8 @@ impl Rejection {
             Rejection::Unauthorized(reason) | Rejection::NotConfigured(reason) => (*reason).to_string(),
             Rejection::BadRequest(reason)
             | Rejection::UnsupportedMediaType(reason)
-            | Rejection::Unavailable(reason) => reason.clone(),
+            | Rejection::Unavailable(reason)
+            | Rejection::NotFound(reason) => reason.clone(),
             Rejection::PayloadTooLarge => "request body is too large".to_string(),
         }
     }

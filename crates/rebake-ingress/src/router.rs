@@ -11,7 +11,12 @@ use axum::{
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::{IngressSettings, UpstreamSink, distribution, github, rejection::Rejection};
+use crate::{
+    IngressSettings, UpstreamSink, distribution, github,
+    metrics::IngressMetrics,
+    rejection::Rejection,
+    sources::{self, MemoryDeliveries, Sources},
+};
 
 /// CloudEvents `source` of every event ingress publishes.
 pub(crate) const CE_SOURCE: &str = "/rebake/ingress";
@@ -24,12 +29,21 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DISTRIBUTION_PATH: &str = "/v1/hooks/registry/distribution";
 /// Path of the GitHub webhook endpoint.
 pub const GITHUB_PATH: &str = "/v1/hooks/git/github";
+/// Path of the configured webhook sources (`ingress.sources`).
+pub const SOURCES_PATH: &str = "/v1/hooks/{source}";
+/// Path of sources whose secret is in the URL (Docker Hub, Quay, Pub/Sub).
+pub const SOURCES_TOKEN_PATH: &str = "/v1/hooks/{source}/{token}";
+
+/// Delivery ids remembered in memory when no log is configured.
+const MEMORY_DELIVERIES: usize = 100_000;
 
 /// What every handler shares.
 pub(crate) struct AppState<S> {
     pub(crate) sink: Arc<S>,
     pub(crate) settings: Arc<IngressSettings>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) sources: Sources,
+    pub(crate) metrics: Arc<IngressMetrics>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -38,6 +52,8 @@ impl<S> Clone for AppState<S> {
             sink: Arc::clone(&self.sink),
             settings: Arc::clone(&self.settings),
             shutdown: self.shutdown.clone(),
+            sources: self.sources.clone(),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -67,14 +83,24 @@ impl<S: UpstreamSink> AppState<S> {
 /// Once `shutdown` is cancelled, new webhooks get 503 while in-flight ones finish.
 pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown: CancellationToken) -> Router {
     let max_body_bytes = settings.max_body_bytes;
+    let deliveries = settings
+        .deliveries
+        .clone()
+        .unwrap_or_else(|| Arc::new(MemoryDeliveries::new(MEMORY_DELIVERIES)));
+    let sources = Sources::new(&settings.sources, deliveries, settings.tags.clone());
     let state = AppState {
         sink,
         settings: Arc::new(settings),
         shutdown,
+        sources,
+        metrics: Arc::new(IngressMetrics::new()),
     };
     Router::new()
         .route(DISTRIBUTION_PATH, post(distribution::receive::<S>))
         .route(GITHUB_PATH, post(github::receive::<S>))
+        .route(SOURCES_PATH, post(sources::receive::<S>))
+        .route(SOURCES_TOKEN_PATH, post(sources::receive_with_token::<S>))
+        .route("/metrics", get(metrics::<S>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -87,6 +113,16 @@ pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics<S: UpstreamSink>(State(state): State<AppState<S>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn readyz<S: UpstreamSink>(State(state): State<AppState<S>>) -> impl IntoResponse {

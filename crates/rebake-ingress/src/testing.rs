@@ -128,6 +128,7 @@ mod tests {
 
     /// The copies under `tests/fixtures/` match `shared/fixtures/webhooks/` when that
     /// directory is beside the workspace (it is not in every checkout, so absent = skip).
+    /// Fixtures written here from senders' documentation have no shared original.
     #[test]
     fn fixture_copies_match_shared() {
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -135,12 +136,27 @@ mod tests {
         if !shared.is_dir() {
             return;
         }
-        for family in ["distribution", "github"] {
+        for family in [
+            "acr",
+            "bitbucket",
+            "distribution",
+            "dockerhub",
+            "ecr",
+            "gar",
+            "gitea",
+            "github",
+            "gitlab",
+            "harbor",
+            "quay",
+        ] {
             let local_dir = manifest_dir.join("tests/fixtures").join(family);
             for entry in std::fs::read_dir(&local_dir).unwrap() {
                 let local = entry.unwrap().path();
                 let name = local.file_name().unwrap();
                 let original = shared.join(family).join(name);
+                if !original.exists() {
+                    continue;
+                }
                 assert_eq!(
                     std::fs::read(&local).unwrap(),
                     std::fs::read(&original).unwrap(),

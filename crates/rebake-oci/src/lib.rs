@@ -11,11 +11,13 @@
 //!   round-trip unknown fields and serialise deterministically ([`to_json_bytes`]).
 //! - [`build_layer`] writes reproducible gzip tar layers; [`inventory()`] merges layers
 //!   (with OCI whiteouts) into a file list.
-//! - [`Registry`]: resolve tags, get/put manifests, get/push/mount blobs. Blob transfer
-//!   and token negotiation use `oci-client`; manifests and mounts use raw requests on
-//!   `reqwest` 0.13 (the release oci-client is built on), because oci-client hides the
-//!   manifest `Content-Type`, can panic on a digest push without `Location`, and treats
-//!   a refused mount (202) as an error — see the [`registry`] module docs.
+//! - [`Registry`]: resolve tags, probe them cheaply for pollers ([`Registry::probe`]:
+//!   one `HEAD`, its own anonymous token flow, `429` reported as [`Probe::RateLimited`]),
+//!   get/put manifests, get/push/mount blobs. Blob transfer and token negotiation use
+//!   `oci-client`; manifests and mounts use raw requests on `reqwest` 0.13 (the release
+//!   oci-client is built on), because oci-client hides the manifest `Content-Type`, can
+//!   panic on a digest push without `Location`, and treats a refused mount (202) as an
+//!   error — see the [`registry`] module docs.
 //!
 //! It deliberately does not: authenticate with credentials (access is anonymous), sign
 //! anything, decide what to build, or stream blobs (they are held in memory — Rebake's
@@ -39,7 +41,7 @@ pub use reference::{
     OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST, is_index_media_type, sha256_digest,
     validate_digest,
 };
-pub use registry::{RawManifest, Registry, Resolved};
+pub use registry::{Probe, RawManifest, Registry, Resolved, parse_retry_after};
 pub use types::{
     Descriptor, EmptyObject, History, ImageConfig, ImageIndex, ImageManifest, Platform, RootFs, RuntimeConfig,
     from_json_bytes, select_platform, to_json_bytes,

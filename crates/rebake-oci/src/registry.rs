@@ -14,10 +14,25 @@
 //!
 //! The raw requests reuse oci-client for authentication (`Client::auth`, which follows
 //! the registry's bearer challenge anonymously) and cache the resulting header briefly.
+//!
+//! [`Registry::probe`] (what the ingress's tag poller calls, often, for many tags) has its
+//! own, leaner anonymous token flow, because `Client::auth` pings `/v2/` before every token
+//! request and the cached header above is kept for 60 s whatever the token's lifetime:
+//! polling every 5 minutes through it would cost a ping, a token request and the `HEAD`
+//! each time. `probe` instead sends the `HEAD` with the repository's cached token (or none);
+//! a `401` with a `Bearer` challenge fetches a token from the challenge's realm (scope
+//! `repository:<name>:pull`), kept for its `expires_in`, and the `HEAD` is sent again. Which
+//! registries challenge is remembered, so once a token expired the next probe asks for a
+//! new one first. An unchanged tag therefore costs one request while the token is valid
+//! (always, on a registry without auth) and two (token + `HEAD`) after it expired. Every
+//! request `probe` makes is counted per registry ([`Registry::probe_requests`]) so a caller
+//! can hold itself to a request budget. A `429` from the registry or its token service is
+//! not an error but [`Probe::RateLimited`], with the `Retry-After` it gave
+//! ([`parse_retry_after`]: seconds or an HTTP date).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -25,7 +40,7 @@ use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest013 as reqwest;
 use serde::Deserialize;
 use tracing::debug;
@@ -45,6 +60,31 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 /// Longest registry error body kept in an error message.
 const MAX_ERROR_BODY: usize = 2048;
+/// Token lifetime assumed when a token service omits `expires_in` (the distribution token
+/// spec's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A probe token is dropped this long (at most) before it expires, so it is never sent
+/// stale.
+const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+/// What one [`Registry::probe`] of a tag found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The tag exists.
+    Found {
+        /// `sha256:…` of the manifest (or index) it points at.
+        digest: String,
+        /// Media type of that manifest (or index).
+        media_type: String,
+    },
+    /// The registry does not know the tag (or the repository).
+    NotFound,
+    /// The registry or its token service answered `429 Too Many Requests`.
+    RateLimited {
+        /// The `Retry-After` it sent, when it sent a readable one.
+        retry_after: Option<Duration>,
+    },
+}
 
 /// What a tag or digest currently points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +136,43 @@ struct Inner {
     http: reqwest::Client,
     plain_http_hosts: Vec<String>,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+    probes: Mutex<ProbeState>,
+}
+
+/// [`Registry::probe`]'s own authentication state and request counts.
+#[derive(Default)]
+struct ProbeState {
+    /// Registries known to answer with a bearer challenge, and what it said.
+    challenges: HashMap<String, BearerChallenge>,
+    /// Pull tokens by (registry, repository).
+    tokens: HashMap<(String, String), ProbeToken>,
+    /// Requests made by `probe`, per registry (token requests included).
+    requests: HashMap<String, u64>,
+}
+
+struct ProbeToken {
+    authorization: String,
+    /// When to stop using it (a margin before it really expires).
+    usable_until: Instant,
+}
+
+/// The parts of a `WWW-Authenticate: Bearer …` challenge an anonymous token request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+}
+
+/// A probe request's answer: the response, or a rate limit (registry or token service).
+enum ProbeAnswer {
+    Response(reqwest::Response),
+    RateLimited(Option<Duration>),
+}
+
+/// A token request's answer.
+enum TokenAnswer {
+    Authorization(String),
+    RateLimited(Option<Duration>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,6 +236,7 @@ impl Registry {
                 http,
                 plain_http_hosts,
                 tokens: Mutex::new(HashMap::new()),
+                probes: Mutex::new(ProbeState::default()),
             }),
         })
     }
@@ -416,7 +494,261 @@ impl Registry {
         Ok(tags)
     }
 
+    /// One probe request: the successful answer, or the [`Probe`] its status already
+    /// decides (`429`: rate limited, `404`: not found).
+    async fn probe_step(
+        &self,
+        registry: &str,
+        repository: &str,
+        operation: &str,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<std::result::Result<reqwest::Response, Probe>> {
+        let response = match self.probe_request(registry, repository, operation, method, url).await? {
+            ProbeAnswer::Response(response) => response,
+            ProbeAnswer::RateLimited(retry_after) => return Ok(Err(Probe::RateLimited { retry_after })),
+        };
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Err(Probe::NotFound));
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, operation, response).await);
+        }
+        Ok(Ok(response))
+    }
+
+    /// Polls what the tag (or digest) `r` points at with one `HEAD` on its manifest (the
+    /// [`MANIFEST_MEDIA_TYPES`] `Accept` list, digest from `Docker-Content-Digest`),
+    /// authenticating anonymously when the registry challenges (see the module docs). Falls
+    /// back to a `GET` only when the registry's `HEAD` answer lacks the digest or a
+    /// manifest media type. Never lists tags.
+    ///
+    /// A `429` from the registry or its token service is `Ok(Probe::RateLimited)`, not an
+    /// error; other failures are errors as for [`Registry::resolve`]. Every request made is
+    /// added to [`Registry::probe_requests`] for `r.registry`.
+    pub async fn probe(&self, r: &ImageRef) -> Result<Probe> {
+        let (registry, repository, reference) = (&r.registry, &r.repository, r.reference());
+        validate_target(registry, repository)?;
+        validate_manifest_reference(reference)?;
+        let operation = format!("probe {r}");
+        let url = self.manifest_url(registry, repository, reference);
+        let response = match self
+            .probe_step(registry, repository, &operation, reqwest::Method::HEAD, &url)
+            .await?
+        {
+            Ok(response) => response,
+            Err(decided) => return Ok(decided),
+        };
+        let announced = header_digest(response.headers());
+        let media_type = content_type(response.headers()).filter(|t| t.starts_with("application/vnd."));
+        let (digest, media_type) = match (announced, media_type) {
+            (Some(digest), Some(media_type)) => (digest, media_type),
+            _ => {
+                debug!(reference = %r, "head answer lacks digest or media type, probing with get");
+                let response = match self
+                    .probe_step(registry, repository, &operation, reqwest::Method::GET, &url)
+                    .await?
+                {
+                    Ok(response) => response,
+                    Err(decided) => return Ok(decided),
+                };
+                let headers = response.headers().clone();
+                let bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(registry, &operation, &e))?;
+                let digest = sha256_digest(&bytes);
+                if let Some(announced) = header_digest(&headers).filter(|announced| *announced != digest) {
+                    return Err(OciError::DigestMismatch {
+                        what: format!("manifest {r}"),
+                        expected: announced,
+                        actual: digest,
+                    });
+                }
+                let media_type =
+                    manifest_media_type(&bytes, content_type(&headers)).map_err(|message| OciError::Protocol {
+                        registry: registry.to_string(),
+                        operation: operation.clone(),
+                        message,
+                    })?;
+                (digest, media_type)
+            }
+        };
+        if let Some(expected) = r.digest.as_ref().filter(|expected| **expected != digest) {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest {r}"),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        Ok(Probe::Found { digest, media_type })
+    }
+
+    /// How many HTTP requests [`Registry::probe`] has made for `registry` (as image
+    /// references write it) since this client was created, token requests included. Clones
+    /// share the count.
+    pub fn probe_requests(&self, registry: &str) -> u64 {
+        self.probe_state().requests.get(registry).copied().unwrap_or(0)
+    }
+
     // === internals ===
+
+    fn probe_state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        // Every update leaves the state complete; keep using it after a panic elsewhere.
+        self.inner
+            .probes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count_probe_request(&self, registry: &str) {
+        *self.probe_state().requests.entry(registry.to_string()).or_default() += 1;
+    }
+
+    /// One probe request with the repository's pull token: a fresh cached one, else a new
+    /// one when the registry is known to challenge, else none; a `401` bearer challenge
+    /// fetches a token and sends the request once more. `429`s become
+    /// [`ProbeAnswer::RateLimited`]; every other answer is returned as it is.
+    async fn probe_request(
+        &self,
+        registry: &str,
+        repository: &str,
+        operation: &str,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<ProbeAnswer> {
+        let key = (registry.to_string(), repository.to_string());
+        let (mut authorization, known_challenge) = {
+            let state = self.probe_state();
+            let token = state
+                .tokens
+                .get(&key)
+                .filter(|token| token.usable_until > Instant::now())
+                .map(|token| token.authorization.clone());
+            (token, state.challenges.get(registry).cloned())
+        };
+        if authorization.is_none()
+            && let Some(challenge) = known_challenge
+        {
+            match self.probe_token(registry, repository, operation, &challenge).await? {
+                TokenAnswer::Authorization(value) => authorization = Some(value),
+                TokenAnswer::RateLimited(retry_after) => return Ok(ProbeAnswer::RateLimited(retry_after)),
+            }
+        }
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let mut challenged = false;
+        loop {
+            let mut request = self.inner.http.request(method.clone(), url).header(ACCEPT, &accept);
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            self.count_probe_request(registry);
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(registry, operation, &e))?;
+            match response.status() {
+                StatusCode::TOO_MANY_REQUESTS => {
+                    return Ok(ProbeAnswer::RateLimited(retry_after(response.headers())));
+                }
+                StatusCode::UNAUTHORIZED if !challenged => {
+                    challenged = true;
+                    let Some(challenge) = bearer_challenge(response.headers()) else {
+                        // Basic or no challenge: nothing an anonymous client can answer.
+                        return Ok(ProbeAnswer::Response(response));
+                    };
+                    {
+                        let mut state = self.probe_state();
+                        state.tokens.remove(&key);
+                        state.challenges.insert(registry.to_string(), challenge.clone());
+                    }
+                    match self.probe_token(registry, repository, operation, &challenge).await? {
+                        TokenAnswer::Authorization(value) => authorization = Some(value),
+                        TokenAnswer::RateLimited(retry_after) => return Ok(ProbeAnswer::RateLimited(retry_after)),
+                    }
+                }
+                _ => return Ok(ProbeAnswer::Response(response)),
+            }
+        }
+    }
+
+    /// Fetches an anonymous pull token for `registry/repository` from the challenge's realm
+    /// and caches it for its lifetime (less a margin).
+    async fn probe_token(
+        &self,
+        registry: &str,
+        repository: &str,
+        operation: &str,
+        challenge: &BearerChallenge,
+    ) -> Result<TokenAnswer> {
+        #[derive(Deserialize)]
+        struct TokenBody {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let operation = format!("token for {operation}");
+        let protocol_error = |message: String| OciError::Protocol {
+            registry: registry.to_string(),
+            operation: operation.clone(),
+            message,
+        };
+        let mut url = reqwest::Url::parse(&challenge.realm)
+            .map_err(|e| protocol_error(format!("token realm {:?} is not a url: {e}", challenge.realm)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(protocol_error(format!(
+                "token realm {:?} is not http(s)",
+                challenge.realm
+            )));
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("scope", &format!("repository:{repository}:pull"));
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+        }
+        self.count_probe_request(registry);
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| transport_error(registry, &operation, &e))?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(TokenAnswer::RateLimited(retry_after(response.headers())));
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(registry, &operation, &e))?;
+        let parsed: TokenBody = serde_json::from_slice(&body)
+            .map_err(|e| protocol_error(format!("token answer is not a token json object: {e}")))?;
+        let token = parsed
+            .token
+            .filter(|token| !token.is_empty())
+            .or(parsed.access_token.filter(|token| !token.is_empty()))
+            .ok_or_else(|| protocol_error("token answer has no token".to_string()))?;
+        let authorization = format!("Bearer {token}");
+        let lifetime = parsed
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        self.probe_state().tokens.insert(
+            (registry.to_string(), repository.to_string()),
+            ProbeToken {
+                authorization: authorization.clone(),
+                usable_until: Instant::now() + token_usable_for(lifetime),
+            },
+        );
+        Ok(TokenAnswer::Authorization(authorization))
+    }
 
     /// Tries `POST /v2/<to>/blobs/uploads/?mount=<digest>&from=<from>`: `Ok(true)` when
     /// mounted, `Ok(false)` when the registry opened an upload instead (which is cancelled).
@@ -594,6 +926,96 @@ impl Registry {
             }
             return Ok(response);
         }
+    }
+}
+
+/// How long a token that lives `lifetime` is used: until a margin (a fifth of its life, at
+/// most [`TOKEN_EXPIRY_MARGIN`]) before it expires.
+fn token_usable_for(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub((lifetime / 5).min(TOKEN_EXPIRY_MARGIN))
+}
+
+/// Parses a `Retry-After` value: delay-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015
+/// 07:28:00 GMT`, the delay being from `now`; a date in the past is no delay). `None` when
+/// it is neither.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, SystemTime::now()))
+}
+
+/// The first `Bearer` challenge among the `WWW-Authenticate` headers.
+fn bearer_challenge(headers: &HeaderMap) -> Option<BearerChallenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(parse_bearer_challenge)
+}
+
+/// `Bearer realm="…",service="…",scope="…"` → realm and service.
+fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
+    let value = value.trim_start();
+    let (scheme, params) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_auth_params(params);
+    let realm = params.get("realm").filter(|realm| !realm.is_empty())?.clone();
+    Some(BearerChallenge {
+        realm,
+        service: params.get("service").filter(|service| !service.is_empty()).cloned(),
+    })
+}
+
+/// `key=value` pairs separated by commas; values may be quoted strings (with `\` escapes
+/// and commas inside). Keys are lowercased.
+fn parse_auth_params(text: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace() || *c == ',').is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && *c != ',') {
+            key.push(c);
+        }
+        if key.trim().is_empty() && chars.peek().is_none() {
+            return params;
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            // A bare token (no value): skip it.
+            continue;
+        }
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    other => value.push(other),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                value.push(c);
+            }
+            value = value.trim().to_string();
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value);
     }
 }
 
@@ -925,6 +1347,393 @@ mod tests {
         assert!(error.is_transient(), "{error}");
         let error = registry
             .blob_exists("127.0.0.1:1", "repo", &sha256_digest(b"x"))
+            .await
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+    }
+
+    // === probe ===
+
+    /// One request a fake registry saw.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        /// Path and query.
+        target: String,
+        authorization: Option<String>,
+        accept: Option<String>,
+    }
+
+    type Answer = Box<dyn Fn(&Seen) -> String + Send + Sync>;
+
+    /// A tiny HTTP/1.1 server on loopback: each request is recorded and answered with the
+    /// raw response `answer` returns (one request per connection).
+    async fn fake_registry(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buffer).to_string();
+                    let mut lines = head.split("\r\n");
+                    let mut first = lines.next().unwrap_or_default().split(' ');
+                    let method = first.next().unwrap_or_default().to_string();
+                    let target = first.next().unwrap_or_default().to_string();
+                    let header = |name: &str| {
+                        head.split("\r\n").skip(1).find_map(|line| {
+                            let (key, value) = line.split_once(':')?;
+                            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+                        })
+                    };
+                    let request = Seen {
+                        method,
+                        target,
+                        authorization: header("authorization"),
+                        accept: header("accept"),
+                    };
+                    let response = answer(&request);
+                    log.lock().unwrap().push(request);
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        (host, seen)
+    }
+
+    fn http(status: &str, headers: &[(&str, String)], body: &str) -> String {
+        let mut text = format!(
+            "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("\r\n");
+        text.push_str(body);
+        text
+    }
+
+    const MANIFEST: &str =
+        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+
+    fn manifest_found() -> String {
+        http(
+            "200 OK",
+            &[
+                ("Docker-Content-Digest", sha256_digest(MANIFEST.as_bytes())),
+                ("Content-Type", OCI_MANIFEST.to_string()),
+            ],
+            "",
+        )
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past is no delay"
+        );
+        assert_eq!(parse_retry_after("", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("1.5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("99999999999999999999999", now), None);
+    }
+
+    #[test]
+    fn bearer_challenges_are_parsed() {
+        let challenge = parse_bearer_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(
+            challenge,
+            BearerChallenge {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+            }
+        );
+        let challenge = parse_bearer_challenge(r#"bearer  Realm=http://h/t , error="invalid_token""#).unwrap();
+        assert_eq!(challenge.realm, "http://h/t");
+        assert_eq!(challenge.service, None);
+        let escaped = parse_bearer_challenge(r#"Bearer realm="http://h/t\"x",service="a,b""#).unwrap();
+        assert_eq!(escaped.realm, "http://h/t\"x");
+        assert_eq!(escaped.service.as_deref(), Some("a,b"));
+        assert_eq!(parse_bearer_challenge(r#"Basic realm="registry""#), None);
+        assert_eq!(parse_bearer_challenge(r#"Bearer service="x""#), None, "no realm");
+        assert_eq!(parse_bearer_challenge("Bearer"), None);
+    }
+
+    #[test]
+    fn tokens_are_dropped_before_they_expire() {
+        assert_eq!(token_usable_for(Duration::from_secs(300)), Duration::from_secs(270));
+        assert_eq!(token_usable_for(Duration::from_secs(60)), Duration::from_secs(48));
+        assert_eq!(token_usable_for(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn probe_of_an_open_registry_costs_one_head() {
+        let (host, seen) = fake_registry(Box::new(|request| match request.target.as_str() {
+            "/v2/repo/manifests/v1" => manifest_found(),
+            _ => http(
+                "404 Not Found",
+                &[],
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#,
+            ),
+        }))
+        .await;
+        let registry = Registry::new(vec![host.clone()]);
+        let found = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v1")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            Probe::Found {
+                digest: sha256_digest(MANIFEST.as_bytes()),
+                media_type: OCI_MANIFEST.into()
+            }
+        );
+        assert_eq!(registry.probe_requests(&host), 1);
+        let missing = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v2")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(missing, Probe::NotFound);
+        assert_eq!(registry.probe_requests(&host), 2);
+        assert_eq!(registry.probe_requests("other:5000"), 0);
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.iter().all(|request| request.method == "HEAD"), "{seen:?}");
+        assert!(seen.iter().all(|request| request.authorization.is_none()), "{seen:?}");
+        assert_eq!(
+            seen[0].accept.as_deref(),
+            Some(MANIFEST_MEDIA_TYPES.join(", ").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn probe_reports_rate_limits() {
+        let (host, _seen) = fake_registry(Box::new(|request| match request.target.as_str() {
+            "/v2/seconds/manifests/v1" => http("429 Too Many Requests", &[("Retry-After", "7".into())], ""),
+            "/v2/date/manifests/v1" => {
+                let when = SystemTime::now() + Duration::from_secs(3600);
+                http(
+                    "429 Too Many Requests",
+                    &[("Retry-After", httpdate::fmt_http_date(when))],
+                    "",
+                )
+            }
+            _ => http("429 Too Many Requests", &[], ""),
+        }))
+        .await;
+        let registry = Registry::new(vec![host.clone()]);
+        let probe = |path: &str| ImageRef::parse(&format!("{host}/{path}:v1")).unwrap();
+        assert_eq!(
+            registry.probe(&probe("seconds")).await.unwrap(),
+            Probe::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        let Probe::RateLimited {
+            retry_after: Some(delay),
+        } = registry.probe(&probe("date")).await.unwrap()
+        else {
+            panic!("expected a rate limit with a delay");
+        };
+        assert!(
+            delay > Duration::from_secs(3500) && delay <= Duration::from_secs(3600),
+            "{delay:?}"
+        );
+        assert_eq!(
+            registry.probe(&probe("bare")).await.unwrap(),
+            Probe::RateLimited { retry_after: None }
+        );
+        assert_eq!(registry.probe_requests(&host), 3);
+    }
+
+    #[tokio::test]
+    async fn probe_follows_anonymous_bearer_challenges_and_reuses_tokens() {
+        let realm_host = Arc::new(Mutex::new(String::new()));
+        let realm = realm_host.clone();
+        let (host, seen) = fake_registry(Box::new(move |request| {
+            if request.target.starts_with("/token?") {
+                let scope = if request.target.contains("scope=repository%3Aone%3Apull") {
+                    "one"
+                } else {
+                    "two"
+                };
+                return http(
+                    "200 OK",
+                    &[("Content-Type", "application/json".into())],
+                    &format!(r#"{{"token":"tok-{scope}","expires_in":300}}"#),
+                );
+            }
+            let repository = request.target.split('/').nth(2).unwrap_or_default();
+            if request.authorization.as_deref() == Some(&format!("Bearer tok-{repository}")) {
+                return manifest_found();
+            }
+            let realm = realm.lock().unwrap().clone();
+            http(
+                "401 Unauthorized",
+                &[(
+                    "WWW-Authenticate",
+                    format!(
+                        r#"Bearer realm="http://{realm}/token",service="fake",scope="repository:{repository}:pull""#
+                    ),
+                )],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+        }))
+        .await;
+        *realm_host.lock().unwrap() = host.clone();
+        let registry = Registry::new(vec![host.clone()]);
+        let one = ImageRef::parse(&format!("{host}/one:v1")).unwrap();
+        let two = ImageRef::parse(&format!("{host}/two:v1")).unwrap();
+
+        // First contact: HEAD (401), token, HEAD.
+        assert!(matches!(registry.probe(&one).await.unwrap(), Probe::Found { .. }));
+        assert_eq!(registry.probe_requests(&host), 3);
+        // The token is reused: one HEAD.
+        assert!(matches!(registry.probe(&one).await.unwrap(), Probe::Found { .. }));
+        assert_eq!(registry.probe_requests(&host), 4);
+        // The registry is known to challenge: another repository asks for its token first.
+        assert!(matches!(registry.probe(&two).await.unwrap(), Probe::Found { .. }));
+        assert_eq!(registry.probe_requests(&host), 6);
+
+        let seen = seen.lock().unwrap().clone();
+        let shape: Vec<(String, bool)> = seen
+            .iter()
+            .map(|request| (request.method.clone(), request.authorization.is_some()))
+            .collect();
+        let expected: Vec<(String, bool)> = [
+            ("HEAD", false),
+            ("GET", false),
+            ("HEAD", true),
+            ("HEAD", true),
+            ("GET", false),
+            ("HEAD", true),
+        ]
+        .into_iter()
+        .map(|(method, auth)| (method.to_string(), auth))
+        .collect();
+        assert_eq!(shape, expected, "{seen:?}");
+        assert!(seen[1].target.contains("service=fake"), "{:?}", seen[1]);
+        assert!(
+            !seen.iter().any(|request| request.target == "/v2/"),
+            "probes never ping /v2/"
+        );
+    }
+
+    #[tokio::test]
+    async fn probe_reports_a_rate_limited_token_service() {
+        let realm_host = Arc::new(Mutex::new(String::new()));
+        let realm = realm_host.clone();
+        let (host, _seen) = fake_registry(Box::new(move |request| {
+            if request.target.starts_with("/token") {
+                return http("429 Too Many Requests", &[("Retry-After", "30".into())], "");
+            }
+            let realm = realm.lock().unwrap().clone();
+            http(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", format!(r#"Bearer realm="http://{realm}/token""#))],
+                "",
+            )
+        }))
+        .await;
+        *realm_host.lock().unwrap() = host.clone();
+        let registry = Registry::new(vec![host.clone()]);
+        let probe = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v1")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            probe,
+            Probe::RateLimited {
+                retry_after: Some(Duration::from_secs(30))
+            }
+        );
+        assert_eq!(registry.probe_requests(&host), 2);
+    }
+
+    #[tokio::test]
+    async fn probe_without_a_usable_challenge_is_an_error() {
+        let (host, _seen) = fake_registry(Box::new(|_| {
+            http(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", r#"Basic realm="r""#.into())],
+                "",
+            )
+        }))
+        .await;
+        let registry = Registry::new(vec![host.clone()]);
+        let error = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v1")).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, OciError::Registry { status: Some(401), .. }), "{error}");
+        assert_eq!(registry.probe_requests(&host), 1);
+    }
+
+    #[tokio::test]
+    async fn probe_falls_back_to_get_when_head_lacks_the_digest() {
+        let (host, seen) = fake_registry(Box::new(|request| {
+            if request.method == "HEAD" {
+                http("200 OK", &[("Content-Type", "application/json".into())], "")
+            } else {
+                http("200 OK", &[("Content-Type", "application/json".into())], MANIFEST)
+            }
+        }))
+        .await;
+        let registry = Registry::new(vec![host.clone()]);
+        let probe = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v1")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            probe,
+            Probe::Found {
+                digest: sha256_digest(MANIFEST.as_bytes()),
+                media_type: OCI_MANIFEST.into()
+            }
+        );
+        let methods: Vec<String> = seen.lock().unwrap().iter().map(|r| r.method.clone()).collect();
+        assert_eq!(methods, ["HEAD", "GET"]);
+        assert_eq!(registry.probe_requests(&host), 2);
+    }
+
+    #[tokio::test]
+    async fn probe_server_errors_are_transient() {
+        let (host, _seen) = fake_registry(Box::new(|_| http("503 Service Unavailable", &[], "busy"))).await;
+        let registry = Registry::new(vec![host.clone()]);
+        let error = registry
+            .probe(&ImageRef::parse(&format!("{host}/repo:v1")).unwrap())
             .await
             .unwrap_err();
         assert!(error.is_transient(), "{error}");

@@ -162,6 +162,11 @@ pub struct FeedFetch {
 }
 
 impl FeedFetch {
+    /// The feed's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Polls the feed (conditional requests when an index is loaded).
     pub async fn run(self) -> Result<PollOutcome, String> {
         let result = match &self.previous {

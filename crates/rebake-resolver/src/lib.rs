@@ -248,6 +248,10 @@ async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) ->
             };
         }
     };
+    if let Some(pb::upstream_changed::Change::AdvisoryFix(fix)) = &event.change {
+        let fix = fix.clone();
+        return on_advisory_fix(resolver, &delivery, &event, &fix).await;
+    }
     let Some(pb::upstream_changed::Change::Feed(feed)) = &event.change else {
         return resolver.lock().await.on_upstream(&delivery, event).await;
     };
@@ -265,6 +269,76 @@ async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) ->
     };
     let result = fetch.run().await;
     resolver.lock().await.on_feed(&delivery, &event, feed, result).await
+}
+
+/// The scanner found a fix for a finding of a published image: re-read that image's feed
+/// now (one conditional request when it has not changed) instead of at the next poll, and
+/// plan with the advisory as the cause. The image is rebuilt when the feed offers a
+/// version that resolves differently; otherwise nothing happens until it does. Images not
+/// assembled from a feed get their fixes through their base image.
+async fn on_advisory_fix(
+    resolver: &Arc<Mutex<Resolver>>,
+    delivery: &Delivery,
+    event: &pb::UpstreamChanged,
+    fix: &pb::AdvisoryFixAvailable,
+) -> Outcome {
+    let fetch = {
+        let guard = resolver.lock().await;
+        let spec = ImageName::new(fix.image.clone())
+            .ok()
+            .and_then(|name| guard.planner.catalog().get(&name).cloned());
+        let Some(spec) = spec else {
+            tracing::debug!(image = %fix.image, "advisory fix for an image not in the catalog, ignored");
+            return Outcome::Done;
+        };
+        let Some(packages) = &spec.packages else {
+            tracing::info!(
+                image = %fix.image,
+                advisory = %fix.advisory_id,
+                package = %fix.package,
+                "fix available, but the image is not assembled from a feed: it arrives with its base"
+            );
+            return Outcome::Done;
+        };
+        guard.feeds.fetcher(&packages.feed)
+    };
+    let Some(fetch) = fetch else {
+        return Outcome::Done;
+    };
+    let feed = fetch.name().to_string();
+    let result = fetch.run().await;
+    let mut guard = resolver.lock().await;
+    if let Err(reason) = &result {
+        return Outcome::retry(format!("feed {feed}: {reason}"), Duration::from_secs(5));
+    }
+    if let Some(digest) = guard.feeds.apply(&feed, result) {
+        guard.record_upstream("feed", &feed, &digest, &event.source).await;
+    }
+    guard.refresh_packages();
+    let envelope = delivery.envelope().clone();
+    let cause = CauseRecord {
+        kind: "advisory".to_string(),
+        description: format!(
+            "{} ({}): {} {} is fixed in {}",
+            fix.advisory_id,
+            if fix.severity.is_empty() {
+                "unknown"
+            } else {
+                &fix.severity
+            },
+            fix.package,
+            fix.installed_version,
+            fix.fixed_version
+        ),
+        event_id: envelope.id.clone(),
+        at_ms: if event.received_at_ms > 0 {
+            event.received_at_ms
+        } else {
+            now_ms()
+        },
+    };
+    tracing::info!(image = %fix.image, feed = %feed, cause = %cause.description, "advisory fix: feed re-read, planning");
+    guard.seen_then_plan(&envelope, event, cause).await
 }
 
 /// Re-reads every tracked tag and branch, then plans.
@@ -366,7 +440,7 @@ impl Resolver {
                     .await;
                 ("git-ref", format!("{reference} -> {}", git.new_commit))
             }
-            Some(pb::upstream_changed::Change::Feed(_)) => {
+            Some(pb::upstream_changed::Change::Feed(_) | pb::upstream_changed::Change::AdvisoryFix(_)) => {
                 // Routed to `on_feed` by `handle_upstream`.
                 return Outcome::Done;
             }

@@ -146,6 +146,7 @@ pub async fn serve(
         Need::DeadLetter,
         Need::Bucket(Bucket::Builds),
         Need::Bucket(Bucket::Images),
+        Need::Upstream,
     ])
     .await?;
     let checks = Arc::new(build_checks(&settings).map_err(ScannerError::Internal)?);
@@ -159,7 +160,14 @@ pub async fn serve(
         let images_kv = bus.kv(Bucket::Images).await?;
         let builds_kv = scanner.builds_kv.clone();
         let token = shutdown.clone();
-        tracker.spawn(watch_advisories(settings.clone(), checks, images_kv, builds_kv, token));
+        tracker.spawn(watch_advisories(
+            bus.clone(),
+            settings.clone(),
+            checks,
+            images_kv,
+            builds_kv,
+            token,
+        ));
     }
     let names = bus.names();
     run_consumer(
@@ -515,6 +523,7 @@ pub fn scan_summary(report: &ScanReport) -> String {
 /// Re-reads the advisory sources every `advisory_poll_interval`; when the set changed,
 /// matches every published image's packages again and rewrites its scan report.
 async fn watch_advisories(
+    bus: Bus,
     settings: ScannerSettings,
     checks: Arc<checks::Checks>,
     images_kv: Kv,
@@ -546,15 +555,22 @@ async fn watch_advisories(
             continue;
         }
         tracing::info!(digest = %checks.advisories().digest(), "advisories changed, matching published images again");
-        if let Err(error) = rematch_published(&checks, &images_kv, &builds_kv).await {
+        if let Err(error) = rematch_published(&bus, &checks, &images_kv, &builds_kv).await {
             tracing::warn!(error = %error, "re-matching published images failed, will retry on the next change");
         }
     }
 }
 
-/// Matches every published image's stored packages against the current advisories and
-/// rewrites the findings of its scan report.
-async fn rematch_published(checks: &checks::Checks, images_kv: &Kv, builds_kv: &Kv) -> std::result::Result<(), String> {
+/// Matches every published image's stored packages against the current advisories,
+/// rewrites the findings of its scan report, and tells the resolver about every finding
+/// that names a fixed version (`upstream.advisory`): the resolver re-reads the image's feed
+/// at once and rebuilds it when the feed has the fix.
+async fn rematch_published(
+    bus: &Bus,
+    checks: &checks::Checks,
+    images_kv: &Kv,
+    builds_kv: &Kv,
+) -> std::result::Result<(), String> {
     let states = images_kv
         .values::<rebake_events::state::ImageState>()
         .await
@@ -589,6 +605,66 @@ async fn rematch_published(checks: &checks::Checks, images_kv: &Kv, builds_kv: &
             .await
             .map_err(|error| error.to_string())?;
         tracing::info!(image = %state.name, build_id = %published.build_id, before, after = report.findings.len(), "findings updated");
+        for finding in &report.findings {
+            let Some(fixed_version) = finding.fixed_version.clone() else {
+                continue;
+            };
+            request_fix(
+                bus,
+                &state.name,
+                &published.build_id,
+                &report.advisories_digest,
+                finding,
+                fixed_version,
+            )
+            .await?;
+        }
     }
+    Ok(())
+}
+
+/// Publishes one `AdvisoryFixAvailable` hint (id derived from image, build, advisory,
+/// package and fixed version: asking twice is asking once).
+async fn request_fix(
+    bus: &Bus,
+    image: &str,
+    build_id: &str,
+    advisories_digest: &str,
+    finding: &rebake_events::state::FindingRecord,
+    fixed_version: String,
+) -> std::result::Result<(), String> {
+    let event = pb::UpstreamChanged {
+        change: Some(pb::upstream_changed::Change::AdvisoryFix(pb::AdvisoryFixAvailable {
+            image: image.to_string(),
+            advisory_id: finding.id.clone(),
+            package: finding.package.clone(),
+            ecosystem: finding.ecosystem.clone(),
+            installed_version: finding.installed_version.clone(),
+            fixed_version: fixed_version.clone(),
+            severity: finding.severity.clone(),
+            build_id: build_id.to_string(),
+            advisories_digest: advisories_digest.to_string(),
+        })),
+        source: "scanner/advisories".to_string(),
+        received_at_ms: now_ms(),
+    };
+    let envelope = Envelope::new(
+        EventKind::UpstreamChanged,
+        deterministic_id(&[
+            "advisory-fix",
+            image,
+            build_id,
+            &finding.id,
+            &finding.package,
+            &fixed_version,
+        ]),
+        bus.source(),
+        Some(image),
+        None,
+    );
+    bus.publish(bus.names().upstream_advisory_subject(), &envelope, &event)
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!(image, advisory = %finding.id, package = %finding.package, fixed_version, "fix available: asked the resolver to look");
     Ok(())
 }

@@ -105,6 +105,8 @@ fn feed_client(cache_dir: std::path::PathBuf) -> Result<rebake_feeds::fetch::Fee
 struct Prepared {
     catalog: Option<Catalog>,
     ingress: Option<rebake_ingress::IngressSettings>,
+    /// What the ingress polls (`None`: polling is off or the catalog is unreadable).
+    poll_targets: Option<rebake_ingress::poll::PollTargets>,
     signer_key: Option<rebake_signer::SignerKey>,
     ingress_listener: Option<tokio::net::TcpListener>,
     control_listener: Option<tokio::net::TcpListener>,
@@ -114,6 +116,7 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
     let mut prepared = Prepared {
         catalog: None,
         ingress: None,
+        poll_targets: None,
         signer_key: None,
         ingress_listener: None,
         control_listener: None,
@@ -136,7 +139,34 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
             distribution_token: read(&config.ingress.distribution_token, "ingress.distribution.token")?,
             distribution_registry_host: config.ingress.distribution_registry_host.clone(),
             github_secret: read(&config.ingress.github_secret, "ingress.github.secret")?,
+            sources: config
+                .ingress
+                .sources
+                .iter()
+                .map(|source| {
+                    let secret = source
+                        .secret
+                        .read(&format!("ingress.sources.{}.secret", source.name), env)?;
+                    anyhow::ensure!(
+                        !secret.is_empty(),
+                        "ingress.sources.{}.secret is empty: a source without a secret accepts nothing",
+                        source.name
+                    );
+                    Ok(rebake_ingress::SourceSettings {
+                        name: source.name.clone(),
+                        kind: source.kind,
+                        secret,
+                        registry: source.registry.clone(),
+                        resolve_via: source.resolve_via.clone(),
+                        header: source.header.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            deliveries: None,
+            tags: None,
+            plain_http_registries: config.registries.plain_http.clone(),
         });
+        prepared.poll_targets = poll_targets(config, prepared.catalog.as_ref());
         prepared.ingress_listener = Some(
             tokio::net::TcpListener::bind(config.ingress.listen)
                 .await
@@ -167,6 +197,31 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
         );
     }
     Ok(prepared)
+}
+
+/// What the ingress polls: the catalog's upstream tags and branches, when `ingress.poll`
+/// has an interval on. The ingress alone does not need the catalog for anything else, so
+/// an unreadable catalog turns polling off (loudly) instead of failing start-up.
+fn poll_targets(config: &Config, loaded: Option<&Catalog>) -> Option<rebake_ingress::poll::PollTargets> {
+    let poll = &config.ingress.poll;
+    if poll.interval.is_none() && poll.git_interval.is_none() {
+        return None;
+    }
+    let targets = match loaded {
+        Some(catalog) => rebake_ingress::poll::PollTargets::from_catalog(catalog),
+        None => match Catalog::load(&config.catalog_dir) {
+            Ok(catalog) => rebake_ingress::poll::PollTargets::from_catalog(&catalog),
+            Err(error) => {
+                tracing::error!(
+                    catalog = %config.catalog_dir.display(),
+                    error = %rebake_bus::error_chain(&error),
+                    "upstream polling is off: the ingress cannot read the image catalog"
+                );
+                return None;
+            }
+        },
+    };
+    Some(targets)
 }
 
 /// Starts `services` against the configured NATS. Returns once every service is running;
@@ -278,6 +333,20 @@ pub async fn start(
                         client,
                         config.feeds.clone(),
                         config.ingress.feed_poll_interval,
+                        shutdown.clone(),
+                    );
+                    tracker.spawn(pollers);
+                }
+                if let Some(targets) = prepared.poll_targets.take().filter(|targets| !targets.is_empty()) {
+                    // A client of its own: the pollers' request budget counts its requests.
+                    let poll_registry = Registry::try_new(config.registries.plain_http.clone())
+                        .context("failed to set up the registry client for polling")?;
+                    let pollers = rebake_ingress::poll::poll_upstreams(
+                        std::sync::Arc::new(bus.clone()),
+                        poll_registry,
+                        targets,
+                        config.ingress.poll.clone(),
+                        std::sync::Arc::new(rebake_ingress::poll::PollStats::default()),
                         shutdown.clone(),
                     );
                     tracker.spawn(pollers);

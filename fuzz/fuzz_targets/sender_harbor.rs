@@ -1,0 +1,5 @@
+#![no_main]
+//! The `harbor` webhook sender: verification and parsing of arbitrary requests.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    rebake_ingress::fuzzing::sender(rebake_config::WebhookKind::Harbor, data);
+});
