@@ -47,6 +47,8 @@ pub struct Sandbox {
     pub ingress_url: String,
     /// Control endpoint.
     pub control_url: String,
+    /// `GET /metrics` URL of the process registry.
+    pub metrics_url: Option<String>,
     /// Bus connection for assertions.
     pub bus: Bus,
     /// Work directory (git repo, keys, catalog, config).
@@ -151,6 +153,10 @@ pub struct Options {
     /// More `ingress:` keys (YAML, indented by two spaces), e.g. `sources:` or `poll:`;
     /// `{host}` is replaced by the registry host.
     pub ingress: String,
+    /// More `control:` keys (YAML, indented by two spaces), e.g. `tokens:`.
+    pub control: String,
+    /// More top-level keys (YAML), e.g. `telemetry:`.
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -164,6 +170,8 @@ impl Default for Options {
             feed_poll_interval: "5m".to_string(),
             scanner: String::new(),
             ingress: String::new(),
+            control: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -241,7 +249,9 @@ impl Sandbox {
         }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\nshutdown_grace: 5s\n{feeds}{scanner}",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\n{control}metrics:\n  listen: 127.0.0.1:0\nshutdown_grace: 5s\n{feeds}{scanner}{extra}",
+            control = options.control,
+            extra = options.extra,
             nats = nats.url(),
             ingress = options.ingress.replace("{host}", &host),
             catalog = catalog.display(),
@@ -266,7 +276,7 @@ impl Sandbox {
         let config = rebake_config::Config::load(&config_path, &env)?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        rebake::start(&rebake::Service::ALL, &config, &env, shutdown.clone(), tracker.clone()).await?;
+        let started = rebake::start(&rebake::Service::ALL, &config, &env, shutdown.clone(), tracker.clone()).await?;
         let bus = Bus::connect(&nats.url(), Names::new(prefix)?, "test", Duration::from_secs(10), 3).await?;
         Ok(Sandbox {
             registry: Registry::try_new(vec![host.clone()])?,
@@ -275,6 +285,7 @@ impl Sandbox {
             host,
             ingress_url: format!("http://127.0.0.1:{ingress_port}"),
             control_url: format!("http://127.0.0.1:{control_port}"),
+            metrics_url: started.metrics.map(|address| format!("http://{address}/metrics")),
             bus,
             git_dir,
             public_key,

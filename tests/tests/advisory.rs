@@ -11,6 +11,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
+use rebake_control::{
+    api::{GetExposureRequest, control_client::ControlClient},
+    render::{Style, render_exposure_table},
+};
 use rebake_e2e::{Options, Sandbox, debfeed::DebFeed};
 use rebake_events::{
     Bucket,
@@ -139,6 +143,40 @@ async fn advisory_with_a_fix_in_the_feed_rebuilds_the_image() -> Result<()> {
         after.findings.iter().all(|finding| finding.id != ADVISORY),
         "the fixed image still has {ADVISORY}: {:?}",
         after.findings
+    );
+
+    // The control API's exposure: from the advisory naming the fix to the fixed image.
+    let mut client = ControlClient::connect(sandbox.control_url.clone()).await?;
+    let exposure = client
+        .get_exposure(GetExposureRequest { image: "tool".into() })
+        .await?
+        .into_inner();
+    println!(
+        "$ rebake exposure tool\n{}",
+        render_exposure_table(&exposure, Style::PLAIN)
+    );
+    let entry = exposure
+        .entries
+        .iter()
+        .find(|entry| entry.finding_id == ADVISORY)
+        .with_context(|| format!("no exposure entry for {ADVISORY}: {exposure:?}"))?;
+    let advisory_at = rebuild
+        .causes
+        .iter()
+        .filter(|cause| cause.kind == "advisory")
+        .map(|cause| cause.at_ms)
+        .min()
+        .context("advisory cause time")?;
+    ensure!(
+        !entry.open
+            && entry.package == "hostname"
+            && entry.fixed_version == fixed
+            && entry.fixed_digest == second
+            && entry.fix_available_at_ms == advisory_at
+            && entry.fixed_published_at_ms == rebuild.finished_at_ms
+            && entry.exposure_ms == rebuild.finished_at_ms - advisory_at
+            && entry.exposure_ms > 0,
+        "exposure entry {entry:?}; advisory at {advisory_at}, rebuild {rebuild:?}"
     );
     sandbox.stop().await;
     Ok(())

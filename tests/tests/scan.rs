@@ -40,9 +40,7 @@ fn package_lock(version: &str) -> String {
 }
 
 /// The app's published scan report.
-async fn app_findings(
-    control: &mut rebake_proto::control::v1::control_client::ControlClient<tonic::transport::Channel>,
-) -> Result<Findings, tonic::Status> {
+async fn app_findings(control: &mut rebake_control::client::Client) -> Result<Findings, tonic::Status> {
     let request = GetFindingsRequest {
         image: "app".into(),
         ..Default::default()

@@ -12,7 +12,8 @@
 //! `BuildDone` to the `SCAN` queue. Same request → same digest.
 //!
 //! It never publishes: promotion and tags belong to the signer. A request whose inputs are
-//! already published, or that a newer request superseded, is a no-op.
+//! already published (unless an operator asked for it: a `manual` cause), or that a newer
+//! request superseded, is a no-op.
 #![forbid(unsafe_code)]
 
 pub mod assemble;
@@ -122,15 +123,19 @@ impl Worker {
                 reason: format!("invalid image name {:?}", request.image),
             };
         };
+        rebake_runtime::telemetry::record_build(image.as_str(), &request.build_id, "");
         let traceparent = delivery.envelope().traceparent.clone();
         let last_attempt = delivery.is_last_attempt();
         // No-op and superseded checks (the resolver is the only writer of image state).
         match self.images_kv.get::<ImageState>(&image.kv_key()).await {
             Ok(Some(state)) => {
-                if state
-                    .published
-                    .as_ref()
-                    .is_some_and(|p| p.inputs_hash == request.inputs_hash)
+                // An operator's rebuild (a `manual` cause) runs even on published inputs.
+                let forced = request.causes.iter().any(|cause| cause.kind == "manual");
+                if !forced
+                    && state
+                        .published
+                        .as_ref()
+                        .is_some_and(|p| p.inputs_hash == request.inputs_hash)
                 {
                     tracing::info!(image = %image, build_id = %request.build_id, "inputs already published, nothing to build");
                     self.mark(&request.build_id, "skipped", "inputs already published")
@@ -265,6 +270,7 @@ impl Worker {
         {
             return retry(error);
         }
+        rebake_runtime::telemetry::record_build("", "", &staged.digest);
         tracing::info!(image = %image, build_id = %request.build_id, digest = %staged.digest, ms = finished_at_ms - started_at_ms, "build staged");
         Outcome::Done
     }

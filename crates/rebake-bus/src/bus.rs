@@ -226,10 +226,17 @@ impl Bus {
 
     /// Publishes `message` under `envelope` to `subject` and waits for JetStream's ack.
     /// Returns the stream sequence (or the original one when JetStream dropped a duplicate).
+    ///
+    /// When the current span has an OpenTelemetry context, it becomes the envelope's
+    /// `traceparent` (so whoever handles the message continues this span's trace as its
+    /// child); otherwise the envelope's own is sent.
     pub async fn publish<M: prost::Message>(&self, subject: String, envelope: &Envelope, message: &M) -> Result<u64> {
         let mut headers = HeaderMap::new();
         for (name, value) in envelope.headers() {
             headers.insert(name, value);
+        }
+        if let Some(traceparent) = rebake_runtime::telemetry::current_traceparent() {
+            headers.insert("traceparent", traceparent);
         }
         let payload = bytes::Bytes::from(message.encode_to_vec());
         let publish_error = |reason: String| BusError::Publish {

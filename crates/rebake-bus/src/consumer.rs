@@ -7,6 +7,7 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use rebake_events::{Envelope, EventKind};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument as _;
 
 use crate::{Bus, BusError, Result};
 
@@ -273,7 +274,8 @@ where
         }
     });
     let message = delivery.message.clone();
-    let outcome = handler(delivery).await;
+    let span = delivery_span(spec, &delivery);
+    let outcome = handler(delivery).instrument(span).await;
     heartbeat.abort();
     match outcome {
         Outcome::Done => {
@@ -301,6 +303,31 @@ where
             dead_letter(bus, spec, &message, &reason).await;
         }
     }
+}
+
+/// The span a delivery is handled in: `<stream> handle`, a child of the span that published
+/// the message (its envelope's `traceparent`). Handlers fill in `rebake.build_id` and
+/// `rebake.digest` (and `rebake.image` when the envelope did not name it) with
+/// `tracing::Span::current().record(..)`.
+fn delivery_span(spec: &ConsumerSpec, delivery: &Delivery) -> tracing::Span {
+    let envelope = &delivery.envelope;
+    let span = tracing::info_span!(
+        "handle",
+        otel.name = %format!("{} handle", spec.stream),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination = %delivery.subject(),
+        messaging.message.id = %envelope.id,
+        rebake.event = envelope.kind.name(),
+        rebake.image = tracing::field::Empty,
+        rebake.build_id = tracing::field::Empty,
+        rebake.digest = tracing::field::Empty,
+    );
+    if let Some(image) = &envelope.subject {
+        span.record("rebake.image", image.as_str());
+    }
+    rebake_runtime::telemetry::set_parent_from_traceparent(&span, &envelope.traceparent);
+    span
 }
 
 /// Copies `message` to the dead-letter stream with the reason, then terminates it. If the

@@ -59,6 +59,10 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     feeds: BTreeMap<String, FeedSource>,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+    #[serde(default)]
+    metrics: RawMetrics,
     shutdown_grace: Option<String>,
 }
 
@@ -184,6 +188,54 @@ struct RawSigner {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     listen: Option<String>,
+    #[serde(default)]
+    tokens: Vec<ControlToken>,
+    tls: Option<ControlTls>,
+}
+
+/// One bearer token of the control API (`control.tokens[]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlToken {
+    /// Who holds it (logs and `requested_by` of triggers; never the token itself).
+    pub name: String,
+    /// The token.
+    pub secret: Secret,
+    /// `read` (the read-only RPCs) or `admin` (all).
+    pub role: ControlRole,
+}
+
+/// What a control token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlRole {
+    /// Read-only RPCs.
+    Read,
+    /// Every RPC, triggers and pause/resume included.
+    Admin,
+}
+
+/// TLS for the control API (`control.tls`): PEM certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlTls {
+    /// Certificate chain (PEM file).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: Secret,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 // === validated ===
@@ -214,6 +266,10 @@ pub struct Config {
     pub control: ControlConfig,
     /// Package feeds by name (`feeds:`), referenced by image specs' `packages.feed`.
     pub feeds: BTreeMap<String, FeedSource>,
+    /// Traces.
+    pub telemetry: TelemetryConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
     /// How long in-flight work may take to finish on shutdown.
     pub shutdown_grace: Duration,
 }
@@ -324,6 +380,47 @@ pub struct SignerConfig {
 pub struct ControlConfig {
     /// gRPC listen address, default `127.0.0.1:9090`.
     pub listen: SocketAddr,
+    /// Bearer tokens; none configured = no authentication (only sensible on loopback).
+    pub tokens: Vec<ControlToken>,
+    /// TLS; `None` = plaintext.
+    pub tls: Option<ControlTls>,
+}
+
+/// `telemetry:` (OpenTelemetry traces).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// OTLP endpoint (`http://collector:4317` gRPC or `http://collector:4318` HTTP); `None`
+    /// = traces are not exported (the default).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` resource attribute, default `rebake`.
+    pub service_name: String,
+}
+
+/// `metrics:` (Prometheus).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served, default `127.0.0.1:9464`; `None` (`listen: off`) = not served.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Checks token names (unique, printable).
+fn control_tokens(tokens: Vec<ControlToken>) -> Result<Vec<ControlToken>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for token in &tokens {
+        if token.name.is_empty() || !token.name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::invalid(
+                "control.tokens",
+                "token names are non-empty printable ASCII",
+            ));
+        }
+        if !seen.insert(token.name.clone()) {
+            return Err(ConfigError::invalid(
+                &format!("control.tokens.{}", token.name),
+                "two tokens have this name",
+            ));
+        }
+    }
+    Ok(tokens)
 }
 
 impl Config {
@@ -491,6 +588,29 @@ impl Config {
             },
             control: ControlConfig {
                 listen: addr("control.listen", raw.control.listen, "127.0.0.1:9090")?,
+                tokens: control_tokens(raw.control.tokens)?,
+                tls: raw.control.tls,
+            },
+            telemetry: TelemetryConfig {
+                otlp_endpoint: match raw.telemetry.otlp_endpoint {
+                    Some(endpoint) if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+                        Some(endpoint)
+                    }
+                    Some(other) => {
+                        return Err(ConfigError::invalid(
+                            "telemetry.otlp_endpoint",
+                            format!("{other:?} is not an http:// or https:// URL"),
+                        ));
+                    }
+                    None => None,
+                },
+                service_name: raw.telemetry.service_name.unwrap_or_else(|| "rebake".to_string()),
+            },
+            metrics: MetricsConfig {
+                listen: match raw.metrics.listen.as_deref() {
+                    Some("off") => None,
+                    other => Some(addr("metrics.listen", other.map(str::to_string), "127.0.0.1:9464")?),
+                },
             },
             shutdown_grace: duration("shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
         })

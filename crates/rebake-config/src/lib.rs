@@ -23,8 +23,9 @@ pub use catalog::{
     normalise_git_identity,
 };
 pub use config::{
-    AdvisoryKind, AdvisorySource, BuilderConfig, Config, ControlConfig, ENV_OVERRIDES, FeedSource, IngressConfig,
-    NatsConfig, QueueConfig, RegistriesConfig, ResolverConfig, ScannerConfig, SignerConfig,
+    AdvisoryKind, AdvisorySource, BuilderConfig, Config, ControlConfig, ControlRole, ControlTls, ControlToken,
+    ENV_OVERRIDES, FeedSource, IngressConfig, MetricsConfig, NatsConfig, QueueConfig, RegistriesConfig, ResolverConfig,
+    ScannerConfig, SignerConfig, TelemetryConfig,
 };
 pub use duration::parse_duration;
 pub use error::{ConfigError, Result};

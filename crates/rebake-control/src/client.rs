@@ -18,8 +18,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REASON_CHARS: usize = 100;
 
 /// Connects to the control API at `endpoint` (`http://127.0.0.1:9090`; without a scheme,
-/// `http://` is assumed). Fails at once when nothing answers there.
-pub async fn connect(endpoint: &str) -> Result<ControlClient<Channel>> {
+/// `http://` is assumed; `https://` uses TLS with the system's web PKI roots, plus the CA in
+/// the PEM file named by `REBAKE_CA_CERT` when set). Sends `authorization: Bearer
+/// $REBAKE_TOKEN` on every call when `REBAKE_TOKEN` is set. Fails at once when nothing
+/// answers there.
+pub async fn connect(endpoint: &str) -> Result<Client> {
     let endpoint = endpoint.trim();
     let uri = if endpoint.contains("://") {
         endpoint.to_string()
@@ -31,11 +34,75 @@ pub async fn connect(endpoint: &str) -> Result<ControlClient<Channel>> {
             endpoint: endpoint.to_string(),
             source,
         })?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = if uri.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+        if let Ok(path) = std::env::var("REBAKE_CA_CERT") {
+            let pem = std::fs::read(&path).map_err(|error| ControlError::InvalidArgument {
+                field: "REBAKE_CA_CERT",
+                reason: format!("cannot read {path}: {error}"),
+            })?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        channel
+            .tls_config(tls)
+            .map_err(|source| ControlError::InvalidEndpoint {
+                endpoint: endpoint.to_string(),
+                source,
+            })?
+    } else {
+        channel
+    };
+    let channel = channel
         .connect()
         .await
         .map_err(|source| ControlError::Connect { endpoint: uri, source })?;
-    Ok(ControlClient::new(channel))
+    let token = bearer_token(std::env::var("REBAKE_TOKEN").ok().as_deref())?;
+    Ok(ControlClient::with_interceptor(channel, token))
+}
+
+/// The control API client [`connect`] returns.
+pub type Client = ControlClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer <token>` to every call (nothing when there is no token).
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(<redacted>)"
+        } else {
+            "BearerToken(None)"
+        })
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The interceptor for `token` (`REBAKE_TOKEN`); empty or unset = none.
+pub fn bearer_token(token: Option<&str>) -> Result<BearerToken> {
+    match token.map(str::trim).filter(|token| !token.is_empty()) {
+        None => Ok(BearerToken(None)),
+        Some(token) => {
+            let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| ControlError::InvalidArgument {
+                        field: "REBAKE_TOKEN",
+                        reason: "not a valid header value".to_string(),
+                    })?;
+            value.set_sensitive(true);
+            Ok(BearerToken(Some(value)))
+        }
+    }
 }
 
 // === text ===
@@ -79,10 +146,10 @@ fn reason_of(image: &Image) -> String {
     }
 }
 
-/// Pads every column but the last to its widest cell, two spaces apart.
-fn render_table(rows: &[Vec<String>]) -> String {
+/// The widest cell of each column, in characters.
+pub(crate) fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
+    (0..columns)
         .map(|column| {
             rows.iter()
                 .filter_map(|row| row.get(column))
@@ -90,7 +157,12 @@ fn render_table(rows: &[Vec<String>]) -> String {
                 .max()
                 .unwrap_or(0)
         })
-        .collect();
+        .collect()
+}
+
+/// Pads every column but the last to its widest cell, two spaces apart.
+pub(crate) fn render_table(rows: &[Vec<String>]) -> String {
+    let widths = column_widths(rows);
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -123,7 +195,7 @@ pub fn render_event_line(event: &Event) -> String {
 }
 
 /// `sha256:` + the first 12 hex digits; `-` when empty.
-fn short_digest(digest: &str) -> String {
+pub(crate) fn short_digest(digest: &str) -> String {
     match digest.strip_prefix("sha256:") {
         Some(hex) => format!("sha256:{}", hex.get(..12).unwrap_or(hex)),
         None if digest.is_empty() => "-".to_string(),
@@ -131,7 +203,7 @@ fn short_digest(digest: &str) -> String {
     }
 }
 
-fn or_dash(text: &str) -> String {
+pub(crate) fn or_dash(text: &str) -> String {
     if text.is_empty() {
         "-".to_string()
     } else {

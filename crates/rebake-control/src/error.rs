@@ -22,11 +22,20 @@ pub enum ControlError {
         /// Server or client message.
         reason: String,
     },
+    /// An RPC that this server does not implement (yet).
+    #[error("{0} is not implemented by this server")]
+    Unimplemented(&'static str),
     /// The requested image is not in the catalog.
     #[error("image {name} is not in the catalog")]
     NotFound {
         /// The requested name.
         name: String,
+    },
+    /// The requested build has no record.
+    #[error("build {build_id} is not known")]
+    BuildNotFound {
+        /// The requested build id.
+        build_id: String,
     },
     /// A request field has a value the API does not accept.
     #[error("invalid {field}: {reason}")]
@@ -42,6 +51,12 @@ pub enum ControlError {
         /// The transport failure.
         #[source]
         source: tonic::transport::Error,
+    },
+    /// The reflection service could not be built from the file descriptors.
+    #[error("failed to build the reflection service: {reason}")]
+    Reflection {
+        /// Why.
+        reason: String,
     },
     /// The listener's address could not be read.
     #[error("failed to read the control listener address")]
@@ -88,13 +103,15 @@ impl From<ControlError> for tonic::Status {
                 source: BusError::Corrupt { .. },
             } => tonic::Status::internal(message),
             ControlError::Bus { .. } | ControlError::Watch { .. } => tonic::Status::unavailable(message),
-            ControlError::NotFound { .. } => tonic::Status::not_found(message),
+            ControlError::NotFound { .. } | ControlError::BuildNotFound { .. } => tonic::Status::not_found(message),
+            ControlError::Unimplemented(_) => tonic::Status::unimplemented(message),
             ControlError::InvalidArgument { .. } | ControlError::InvalidEndpoint { .. } => {
                 tonic::Status::invalid_argument(message)
             }
-            ControlError::Serve { .. } | ControlError::Listener { .. } | ControlError::Connect { .. } => {
-                tonic::Status::internal(message)
-            }
+            ControlError::Serve { .. }
+            | ControlError::Reflection { .. }
+            | ControlError::Listener { .. }
+            | ControlError::Connect { .. } => tonic::Status::internal(message),
         }
     }
 }
@@ -113,6 +130,9 @@ mod tests {
         let not_found: tonic::Status = ControlError::NotFound { name: "app".into() }.into();
         assert_eq!(not_found.code(), tonic::Code::NotFound);
         assert_eq!(not_found.message(), "image app is not in the catalog");
+        let no_build: tonic::Status = ControlError::BuildNotFound { build_id: "b1".into() }.into();
+        assert_eq!(no_build.code(), tonic::Code::NotFound);
+        assert_eq!(no_build.message(), "build b1 is not known");
 
         let unavailable: tonic::Status = ControlError::from(BusError::Kv {
             op: "get",

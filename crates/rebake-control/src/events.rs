@@ -233,6 +233,26 @@ fn upstream_summary(body: &pb::UpstreamChanged) -> String {
             "advisory {} for {}: {} {} fixed in {}{via}",
             fix.advisory_id, fix.image, fix.package, fix.installed_version, fix.fixed_version
         ),
+        Some(pb::upstream_changed::Change::ManualTrigger(trigger)) => format!(
+            "rebuild of {} requested{}: {}{via}",
+            trigger.image,
+            if trigger.requested_by.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", trigger.requested_by)
+            },
+            trigger.reason
+        ),
+        Some(pb::upstream_changed::Change::Pause(pause)) => format!(
+            "{} {}{}{via}",
+            pause.image,
+            if pause.paused { "paused" } else { "resumed" },
+            if pause.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", pause.reason)
+            }
+        ),
         None => format!("upstream changed{via}"),
     }
 }

@@ -5,7 +5,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use rebake_bus::{Bus, BusError, Kv};
 use rebake_events::{
     Bucket, ImageName,
-    state::{BuildRecord, ImageState},
+    state::{BuildRecord, ImageState, PackageRecord, PublishedImage, ScanReport, scan_key},
 };
 use rebake_proto::control::v1 as api;
 use serde::Deserialize;
@@ -17,6 +17,14 @@ const READ_CONCURRENCY: usize = 16;
 
 /// Every status an image can have, as the API spells it.
 pub(crate) const STATUSES: [&str; 5] = ["new", "waiting", "building", "published", "failed"];
+
+/// The `ListImages` status filter for paused images (not a status of its own: a paused image
+/// keeps the status it had).
+const PAUSED: &str = "paused";
+
+/// Default and largest `ListImages` page.
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
 
 /// Status shown when an image's state document cannot be read.
 const UNKNOWN_STATUS: &str = "unknown";
@@ -115,11 +123,14 @@ pub(crate) fn image_view(
         parent: entry.parent.clone().unwrap_or_default(),
         children: entry.children.clone(),
         published_at_ms: published.map(|p| p.published_at_ms).unwrap_or_default(),
+        paused: state.paused,
+        paused_reason: state.paused_reason.clone(),
+        ..Default::default()
     }
 }
 
 /// The API's `Build` for build `build_id`; only the id when its record is missing.
-fn build_view(build_id: &str, record: Option<&BuildRecord>) -> api::Build {
+pub(crate) fn build_view(build_id: &str, record: Option<&BuildRecord>) -> api::Build {
     let Some(record) = record else {
         return api::Build {
             build_id: build_id.to_string(),
@@ -139,16 +150,111 @@ fn build_view(build_id: &str, record: Option<&BuildRecord>) -> api::Build {
             .iter()
             .map(|cause| format!("{}: {}", cause.kind, cause.description))
             .collect(),
+        image: record.image.clone(),
     }
 }
 
 /// The image name of a catalog entry: the spec's name when valid, else the key read back
 /// (kv keys are names with `/` written as `.`, and names never contain dots).
-fn entry_name(key: &str, entry: &CatalogDoc) -> String {
+pub(crate) fn entry_name(key: &str, entry: &CatalogDoc) -> String {
     match ImageName::new(entry.spec.name.clone()) {
         Ok(name) => name.to_string(),
         Err(_) => key.replace('.', "/"),
     }
+}
+
+// === GetImage extras ===
+
+/// Every publication of an image, newest first: its published builds, the live one dated by
+/// the image state's `published_at_ms`, the others by the build's `finished_at_ms`.
+pub(crate) fn history(builds: &[BuildRecord], published: &PublishedImage) -> Vec<api::PublishedDigest> {
+    let mut history: Vec<api::PublishedDigest> = builds
+        .iter()
+        .filter(|build| build.status == "published")
+        .map(|build| {
+            let live = build.build_id == published.build_id;
+            api::PublishedDigest {
+                digest: if build.digest.is_empty() && live {
+                    published.digest.clone()
+                } else {
+                    build.digest.clone()
+                },
+                build_id: build.build_id.clone(),
+                published_at_ms: if live && published.published_at_ms > 0 {
+                    published.published_at_ms
+                } else {
+                    build.finished_at_ms
+                },
+                base_digest: build.base_digest.clone(),
+            }
+        })
+        .collect();
+    history.sort_by(|a, b| {
+        b.published_at_ms
+            .cmp(&a.published_at_ms)
+            .then_with(|| b.build_id.cmp(&a.build_id))
+    });
+    history
+}
+
+/// What the published image installs from package feeds.
+pub(crate) fn packages_summary(packages: &[PackageRecord]) -> api::PackagesSummary {
+    let mut feeds: Vec<String> = packages
+        .iter()
+        .map(|package| package.feed.clone())
+        .filter(|feed| !feed.is_empty())
+        .collect();
+    feeds.sort();
+    feeds.dedup();
+    let mut sorted: Vec<&PackageRecord> = packages.iter().collect();
+    sorted.sort();
+    api::PackagesSummary {
+        count: packages.len() as i64,
+        feeds,
+        packages: sorted.into_iter().map(crate::builds::package_view).collect(),
+    }
+}
+
+/// A scan report, counted.
+pub(crate) fn findings_summary(build_id: &str, report: &ScanReport) -> api::FindingsSummary {
+    let mut summary = api::FindingsSummary {
+        build_id: build_id.to_string(),
+        passed: report.passed,
+        total: report.findings.len() as i64,
+        ..Default::default()
+    };
+    for finding in &report.findings {
+        match finding.severity.to_ascii_lowercase().as_str() {
+            "critical" => summary.critical += 1,
+            "high" => summary.high += 1,
+            "medium" => summary.medium += 1,
+            "low" => summary.low += 1,
+            _ => summary.other += 1,
+        }
+        if finding.fixed_version.as_ref().is_some_and(|fixed| !fixed.is_empty()) {
+            summary.fixable += 1;
+        }
+    }
+    summary
+}
+
+/// `signed` when the published build's record has a successful `sign` stage, else `unsigned`.
+pub(crate) fn signature_status(published: Option<&BuildRecord>) -> &'static str {
+    let signed = published.is_some_and(|build| build.stages.iter().any(|stage| stage.name == "sign" && stage.ok));
+    if signed { "signed" } else { "unsigned" }
+}
+
+/// The first `size` images and the token naming the last of them, when more follow.
+fn paginate(mut images: Vec<api::Image>, size: usize) -> (Vec<api::Image>, String) {
+    if images.len() <= size {
+        return (images, String::new());
+    }
+    images.truncate(size);
+    let token = images
+        .last()
+        .map(|last| crate::builds::encode_token("after", &last.name))
+        .unwrap_or_default();
+    (images, token)
 }
 
 // === filter ===
@@ -164,10 +270,13 @@ impl ImageFilter {
     /// Validates a request's filter.
     pub(crate) fn from_request(request: &api::ListImagesRequest) -> Result<Self> {
         let status = request.status.trim();
-        if !status.is_empty() && !STATUSES.contains(&status) {
+        if !status.is_empty() && !STATUSES.contains(&status) && status != PAUSED {
             return Err(ControlError::InvalidArgument {
                 field: "status",
-                reason: format!("unknown status {status:?}, expected one of {}", STATUSES.join(", ")),
+                reason: format!(
+                    "unknown status {status:?}, expected one of {}, {PAUSED}",
+                    STATUSES.join(", ")
+                ),
             });
         }
         Ok(Self {
@@ -183,7 +292,14 @@ impl ImageFilter {
 
     /// Whether the whole image passes.
     pub(crate) fn matches(&self, image: &api::Image) -> bool {
-        self.matches_name(&image.name) && self.status.as_ref().is_none_or(|status| *status == image.status)
+        self.matches_name(&image.name)
+            && self.status.as_ref().is_none_or(|status| {
+                if status == PAUSED {
+                    image.paused
+                } else {
+                    *status == image.status
+                }
+            })
     }
 }
 
@@ -192,9 +308,9 @@ impl ImageFilter {
 /// Reads images from the catalog, images and builds buckets.
 #[derive(Clone, Debug)]
 pub(crate) struct ImageStore {
-    catalog: Kv,
-    images: Kv,
-    builds: Kv,
+    pub(crate) catalog: Kv,
+    pub(crate) images: Kv,
+    pub(crate) builds: Kv,
 }
 
 /// How strictly an image is read.
@@ -217,38 +333,125 @@ impl ImageStore {
         })
     }
 
-    /// Every catalog image passing `filter`, sorted by name. Corrupt catalog entries are
-    /// skipped and corrupt states shown as status `unknown`, each with a warning.
-    pub(crate) async fn list(&self, filter: &ImageFilter) -> Result<Vec<api::Image>> {
-        let keys = self.catalog.keys().await?;
-        let loaded: Vec<Option<api::Image>> = futures::stream::iter(keys)
-            .map(|key| {
-                let store = self.clone();
-                let filter = filter.clone();
-                async move {
-                    let entry = match store.catalog.get::<CatalogDoc>(&key).await {
-                        Ok(Some(entry)) => entry,
-                        Ok(None) => return Ok(None),
-                        Err(error @ BusError::Corrupt { .. }) => {
-                            tracing::warn!(key, error = %error, "skipping unreadable catalog entry");
+    /// One page of the catalog images passing `filter`, sorted by name, and the token of the
+    /// next page (empty on the last one). The token holds the last name returned, so pages
+    /// stay consistent while images come and go. Candidates are read in name order, a chunk
+    /// at a time, only until the page is full. Corrupt catalog entries are skipped and
+    /// corrupt states shown as status `unknown`, each with a warning.
+    pub(crate) async fn list(
+        &self,
+        filter: &ImageFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<api::Image>, String)> {
+        let size = crate::builds::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let after = crate::builds::decode_token("after", page_token)?;
+        let mut keys: Vec<(String, String)> = self
+            .catalog
+            .keys()
+            .await?
+            .into_iter()
+            .map(|key| (key.replace('.', "/"), key))
+            .filter(|(name, _)| filter.matches_name(name))
+            .filter(|(name, _)| after.as_ref().is_none_or(|after| name.as_str() > after.as_str()))
+            .collect();
+        keys.sort();
+        let mut images: Vec<api::Image> = Vec::new();
+        let chunk = (size + 1).clamp(READ_CONCURRENCY, MAX_PAGE_SIZE + 1);
+        for candidates in keys.chunks(chunk) {
+            let candidates: Vec<String> = candidates.iter().map(|(_, key)| key.clone()).collect();
+            let loaded: Vec<Option<api::Image>> = futures::stream::iter(candidates)
+                .map(|key| {
+                    let store = self.clone();
+                    let filter = filter.clone();
+                    async move {
+                        let entry = match store.catalog.get::<CatalogDoc>(&key).await {
+                            Ok(Some(entry)) => entry,
+                            Ok(None) => return Ok(None),
+                            Err(error @ BusError::Corrupt { .. }) => {
+                                tracing::warn!(key, error = %error, "skipping unreadable catalog entry");
+                                return Ok(None);
+                            }
+                            Err(error) => return Err(ControlError::from(error)),
+                        };
+                        let name = entry_name(&key, &entry);
+                        if !filter.matches_name(&name) {
                             return Ok(None);
                         }
-                        Err(error) => return Err(ControlError::from(error)),
-                    };
-                    let name = entry_name(&key, &entry);
-                    if !filter.matches_name(&name) {
-                        return Ok(None);
+                        let image = store.load(&name, &key, &entry, Strictness::Lenient).await?;
+                        Ok(filter.matches(&image).then_some(image))
                     }
-                    let image = store.load(&name, &key, &entry, Strictness::Lenient).await?;
-                    Ok(filter.matches(&image).then_some(image))
-                }
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut images: Vec<api::Image> = loaded.into_iter().flatten().collect();
+                })
+                .buffered(READ_CONCURRENCY)
+                .try_collect()
+                .await?;
+            images.extend(loaded.into_iter().flatten());
+            if images.len() > size {
+                break;
+            }
+        }
         images.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(images)
+        Ok(paginate(images, size))
+    }
+
+    /// Every readable catalog entry with its image name (corrupt ones skipped, logged).
+    pub(crate) async fn entries(&self) -> Result<Vec<(String, CatalogDoc)>> {
+        let keys = self.catalog.keys().await?;
+        let loaded = crate::kvread::read_lenient::<CatalogDoc>(&self.catalog, keys, "catalog entry").await?;
+        Ok(loaded
+            .into_iter()
+            .map(|(key, entry)| (entry_name(&key, &entry), entry))
+            .collect())
+    }
+
+    /// The state of image `name` (`None` when never planned; unreadable ones logged, `None`).
+    pub(crate) async fn state_lenient(&self, name: &str) -> Result<Option<ImageState>> {
+        let key = name.replace('/', ".");
+        match self.images.get::<ImageState>(&key).await {
+            Ok(state) => Ok(state),
+            Err(error @ BusError::Corrupt { .. }) => {
+                tracing::warn!(image = name, error = %error, "image state is unreadable");
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// `GetImage`: the image with its publication history, packages, findings summary and
+    /// signature status (which `ListImages` leaves out to stay cheap).
+    pub(crate) async fn get_detailed(&self, name: &str) -> Result<api::Image> {
+        let mut image = self.get(name).await?;
+        let state = self.images.get::<ImageState>(&name.trim().replace('/', ".")).await?;
+        let Some(published) = state.and_then(|state| state.published) else {
+            return Ok(image);
+        };
+        let mut builds: Vec<BuildRecord> = crate::builds::all_builds(&self.builds)
+            .await?
+            .into_iter()
+            .filter(|build| build.image == image.name && build.status == "published")
+            .collect();
+        if !published.build_id.is_empty() && !builds.iter().any(|build| build.build_id == published.build_id) {
+            // The published build's record is gone: still show what is live.
+            builds.push(BuildRecord {
+                build_id: published.build_id.clone(),
+                image: image.name.clone(),
+                status: "published".to_string(),
+                digest: published.digest.clone(),
+                base_digest: published.base_digest.clone(),
+                finished_at_ms: published.published_at_ms,
+                ..Default::default()
+            });
+        }
+        image.history = history(&builds, &published);
+        image.packages = Some(packages_summary(&published.packages));
+        let published_record = builds.iter().find(|build| build.build_id == published.build_id);
+        image.signature_status = signature_status(published_record).to_string();
+        if !published.build_id.is_empty()
+            && let Some(report) = self.builds.get::<ScanReport>(&scan_key(&published.build_id)).await?
+        {
+            image.findings = Some(findings_summary(&published.build_id, &report));
+        }
+        Ok(image)
     }
 
     /// One image; [`ControlError::NotFound`] when it is not in the catalog.
@@ -416,6 +619,7 @@ mod tests {
         let request = |prefix: &str, status: &str| api::ListImagesRequest {
             name_prefix: prefix.into(),
             status: status.into(),
+            ..Default::default()
         };
         let image = |name: &str, status: &str| api::Image {
             name: name.into(),

@@ -6,19 +6,22 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    ControlError,
+    ControlError, builds,
     events::{self, EventFilter, EventStream},
+    exposure, graph,
     images::{ImageFilter, ImageStore},
+    operator,
     reports::ReportStore,
+    why,
 };
 
 /// The service state: the bus and the opened buckets.
 #[derive(Debug, Clone)]
 pub(crate) struct ControlService {
-    bus: Bus,
-    images: ImageStore,
-    reports: ReportStore,
-    shutdown: CancellationToken,
+    pub(crate) bus: Bus,
+    pub(crate) images: ImageStore,
+    pub(crate) reports: ReportStore,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl ControlService {
@@ -54,18 +57,91 @@ impl Control for ControlService {
         request: Request<api::ListImagesRequest>,
     ) -> Result<Response<api::ListImagesResponse>, Status> {
         let filter = ImageFilter::from_request(request.get_ref()).map_err(|error| failed("ListImages", error))?;
-        let images = self
+        let request = request.get_ref();
+        let (images, next_page_token) = self
             .images
-            .list(&filter)
+            .list(&filter, request.page_size, &request.page_token)
             .await
             .map_err(|error| failed("ListImages", error))?;
-        Ok(Response::new(api::ListImagesResponse { images }))
+        Ok(Response::new(api::ListImagesResponse {
+            images,
+            next_page_token,
+        }))
     }
 
     async fn get_image(&self, request: Request<api::GetImageRequest>) -> Result<Response<api::Image>, Status> {
         let name = request.get_ref().name.trim();
-        let image = self.images.get(name).await.map_err(|error| failed("GetImage", error))?;
+        let image = self
+            .images
+            .get_detailed(name)
+            .await
+            .map_err(|error| failed("GetImage", error))?;
         Ok(Response::new(image))
+    }
+
+    async fn get_graph(&self, request: Request<api::GetGraphRequest>) -> Result<Response<api::Graph>, Status> {
+        graph::get_graph(self, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("GetGraph", error))
+    }
+
+    async fn list_builds(
+        &self,
+        request: Request<api::ListBuildsRequest>,
+    ) -> Result<Response<api::ListBuildsResponse>, Status> {
+        builds::list_builds(self, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("ListBuilds", error))
+    }
+
+    async fn get_build(&self, request: Request<api::GetBuildRequest>) -> Result<Response<api::BuildDetail>, Status> {
+        builds::get_build(self, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("GetBuild", error))
+    }
+
+    async fn why(&self, request: Request<api::WhyRequest>) -> Result<Response<api::WhyResponse>, Status> {
+        why::why(self, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("Why", error))
+    }
+
+    async fn trigger_rebuild(
+        &self,
+        request: Request<api::TriggerRebuildRequest>,
+    ) -> Result<Response<api::TriggerRebuildResponse>, Status> {
+        let caller = operator::caller(&request);
+        operator::trigger_rebuild(self, request.get_ref(), &caller)
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("TriggerRebuild", error))
+    }
+
+    async fn pause(&self, request: Request<api::PauseRequest>) -> Result<Response<api::PauseResponse>, Status> {
+        let caller = operator::caller(&request);
+        operator::pause(self, request.get_ref(), &caller)
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("Pause", error))
+    }
+
+    async fn resume(&self, request: Request<api::ResumeRequest>) -> Result<Response<api::PauseResponse>, Status> {
+        let caller = operator::caller(&request);
+        operator::resume(self, request.get_ref(), &caller)
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("Resume", error))
+    }
+
+    async fn get_exposure(&self, request: Request<api::GetExposureRequest>) -> Result<Response<api::Exposure>, Status> {
+        exposure::get_exposure(self, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|error| failed("GetExposure", error))
     }
 
     type WatchEventsStream = EventStream;

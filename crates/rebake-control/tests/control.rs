@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use rebake_bus::Bus;
-use rebake_control::api::{GetImageRequest, ListImagesRequest, WatchEventsRequest};
+use rebake_control::api::{self, GetImageRequest, ListImagesRequest, WatchEventsRequest};
 use rebake_events::state::{BuildRecord, CauseRecord, ImageState, ImageStatus, PublishedImage};
 use rebake_events::{Bucket, Envelope, EventKind, ImageName, Names, pb};
 use rebake_testkit::NatsServer;
@@ -107,7 +107,12 @@ async fn control_api_end_to_end() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(rebake_control::serve(bus.clone(), listener, shutdown.clone()));
+    let server = tokio::spawn(rebake_control::serve(
+        bus.clone(),
+        listener,
+        rebake_control::ControlSettings::default(),
+        shutdown.clone(),
+    ));
 
     // The listener is bound already: connecting works at once, requests wait for `serve`.
     let mut client = rebake_control::client::connect(&address.to_string()).await?;
@@ -168,7 +173,17 @@ async fn control_api_end_to_end() -> anyhow::Result<()> {
         .get_image(GetImageRequest { name: "app".into() })
         .await?
         .into_inner();
-    assert_eq!(one, *app);
+    // GetImage is ListImages' entry plus the details the listing leaves out.
+    let listed = api::Image {
+        history: one.history.clone(),
+        packages: one.packages.clone(),
+        findings: one.findings.clone(),
+        signature_status: one.signature_status.clone(),
+        ..app.clone()
+    };
+    assert_eq!(one, listed);
+    assert_eq!(one.history.len(), 1, "{:?}", one.history);
+    assert_eq!(one.history[0].digest, digest('d'));
     let missing = client
         .get_image(GetImageRequest { name: "nope".into() })
         .await

@@ -131,6 +131,11 @@ impl Names {
         format!("{}.upstream.feed", self.prefix)
     }
 
+    /// Subject of operator requests (rebuild, pause, resume) from the control API.
+    pub fn upstream_manual_subject(&self) -> String {
+        format!("{}.upstream.manual", self.prefix)
+    }
+
     /// Subject of advisory fix hints (from the scanner).
     pub fn upstream_advisory_subject(&self) -> String {
         format!("{}.upstream.advisory", self.prefix)

@@ -24,6 +24,10 @@ pub struct ImageState {
     pub last_failure: Option<BuildFailure>,
     /// The most recent build of any outcome.
     pub last_build_id: String,
+    /// Whether an operator paused the image (the resolver skips it until resumed).
+    pub paused: bool,
+    /// Why it was paused, and by whom, as the operator gave it.
+    pub paused_reason: String,
 }
 
 /// Status of an image.

@@ -31,6 +31,9 @@ pub struct IngressSettings {
     pub tags: Option<Arc<dyn TagLookup>>,
     /// Registries reached over plain HTTP (as `registries.plain_http` in the config).
     pub plain_http_registries: Vec<String>,
+    /// The webhook counters, when the caller also exposes them elsewhere (`rebake::start`
+    /// registers them in the process registry). `None`: the router makes its own.
+    pub metrics: Option<Arc<crate::metrics::IngressMetrics>>,
 }
 
 impl Default for IngressSettings {
@@ -44,6 +47,7 @@ impl Default for IngressSettings {
             deliveries: None,
             tags: None,
             plain_http_registries: Vec::new(),
+            metrics: None,
         }
     }
 }

@@ -8,6 +8,10 @@
 //! - `rebake_webhooks_unhandled_total`: event types Rebake does not read (answered 202);
 //! - `rebake_webhooks_rejected_total{reason}`: refused; `reason` is one of `unauthorized`,
 //!   `malformed`, `too_large`, `media_type`, `unavailable`, `not_configured`, `not_found`.
+//!
+//! [`IngressMetrics::register`] adds the same counters to another registry: `rebake::start`
+//! puts them in the process registry (`rebake-metrics`, served on `metrics.listen`) and hands
+//! them to the router through [`crate::IngressSettings::metrics`].
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -60,38 +64,17 @@ fn labels(source: &str, kind: &str) -> SourceLabels {
 impl IngressMetrics {
     /// Empty counters.
     pub fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            received: Family::default(),
+            accepted: Family::default(),
+            unhandled: Family::default(),
+            rejected: Family::default(),
+        };
         let mut registry = Registry::default();
-        let received = Family::<SourceLabels, Counter>::default();
-        let accepted = Family::<SourceLabels, Counter>::default();
-        let unhandled = Family::<SourceLabels, Counter>::default();
-        let rejected = Family::<RejectedLabels, Counter>::default();
-        registry.register(
-            "rebake_webhooks_received",
-            "Webhook requests that reached a configured source",
-            received.clone(),
-        );
-        registry.register(
-            "rebake_webhooks_accepted",
-            "Webhook requests answered 200 (published, ignored by rule, or a replay)",
-            accepted.clone(),
-        );
-        registry.register(
-            "rebake_webhooks_unhandled",
-            "Webhook requests of an event type Rebake does not read (answered 202)",
-            unhandled.clone(),
-        );
-        registry.register(
-            "rebake_webhooks_rejected",
-            "Webhook requests refused, by reason",
-            rejected.clone(),
-        );
-        Self {
-            registry,
-            received,
-            accepted,
-            unhandled,
-            rejected,
-        }
+        metrics.register(&mut registry);
+        metrics.registry = registry;
+        metrics
     }
 
     pub(crate) fn received(&self, source: &str, kind: impl KindLabel) {
@@ -114,6 +97,31 @@ impl IngressMetrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Registers these same counters into `registry` as well (the process-wide registry
+    /// served on `metrics.listen`): both expositions then show the same values.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "rebake_webhooks_received",
+            "Webhook requests that reached a configured source",
+            self.received.clone(),
+        );
+        registry.register(
+            "rebake_webhooks_accepted",
+            "Webhook requests answered 200 (published, ignored by rule, or a replay)",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "rebake_webhooks_unhandled",
+            "Webhook requests of an event type Rebake does not read (answered 202)",
+            self.unhandled.clone(),
+        );
+        registry.register(
+            "rebake_webhooks_rejected",
+            "Webhook requests refused, by reason",
+            self.rejected.clone(),
+        );
     }
 
     /// The Prometheus text exposition of every counter.
@@ -160,5 +168,20 @@ mod tests {
             text.contains(r#"rebake_webhooks_rejected_total{source="hub",kind="dockerhub",reason="unauthorized"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn registered_elsewhere_the_counters_are_shared() {
+        let metrics = IngressMetrics::new();
+        let mut shared = Registry::default();
+        metrics.register(&mut shared);
+        metrics.accepted("hub", WebhookKind::Dockerhub);
+        let mut text = String::new();
+        encode(&mut text, &shared).unwrap();
+        assert!(
+            text.contains(r#"rebake_webhooks_accepted_total{source="hub",kind="dockerhub"} 1"#),
+            "{text}"
+        );
+        assert_eq!(metrics.render(), text);
     }
 }

@@ -66,10 +66,16 @@ impl Rejection {
     }
 }
 
+/// The `reason` label of a rejection, carried on its response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RejectedReason(pub(crate) &'static str);
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, Json(serde_json::json!({ "error": self.reason() }))).into_response();
+        // Read by the router's counting middleware (`rebake_webhooks_rejected_total{reason}`).
+        response.extensions_mut().insert(RejectedReason(self.metric_reason()));
         if matches!(self, Rejection::Unavailable(_)) {
             response
                 .headers_mut()

@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::{
     IngressSettings, UpstreamSink, distribution, github,
     metrics::IngressMetrics,
-    rejection::Rejection,
+    rejection::{RejectedReason, Rejection},
     sources::{self, MemoryDeliveries, Sources},
 };
 
@@ -88,19 +88,34 @@ pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown
         .clone()
         .unwrap_or_else(|| Arc::new(MemoryDeliveries::new(MEMORY_DELIVERIES)));
     let sources = Sources::new(&settings.sources, deliveries, settings.tags.clone());
+    let metrics = settings
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(IngressMetrics::new()));
     let state = AppState {
         sink,
         settings: Arc::new(settings),
         shutdown,
         sources,
-        metrics: Arc::new(IngressMetrics::new()),
+        metrics,
+    };
+    let counted = |source: &'static str| {
+        let metrics = Arc::clone(&state.metrics);
+        axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
+            let metrics = Arc::clone(&metrics);
+            count_builtin(metrics, source, request, next)
+        })
     };
     Router::new()
-        .route(DISTRIBUTION_PATH, post(distribution::receive::<S>))
-        .route(GITHUB_PATH, post(github::receive::<S>))
+        .route(
+            DISTRIBUTION_PATH,
+            post(distribution::receive::<S>).layer(counted("distribution")),
+        )
+        .route(GITHUB_PATH, post(github::receive::<S>).layer(counted("github")))
         .route(SOURCES_PATH, post(sources::receive::<S>))
         .route(SOURCES_TOKEN_PATH, post(sources::receive_with_token::<S>))
-        .route("/metrics", get(metrics::<S>))
+        .route_layer(axum::middleware::from_fn(webhook_span))
+        .route("/metrics", get(serve_metrics::<S>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -111,11 +126,67 @@ pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown
         .with_state(state)
 }
 
+/// Counts a request to a built-in path (`/v1/hooks/registry/distribution`,
+/// `/v1/hooks/git/github`) as configured sources are counted: source and kind are both the
+/// path's sender (`distribution`, `github`); the rejection reason rides on the response.
+async fn count_builtin(
+    metrics: Arc<IngressMetrics>,
+    source: &'static str,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    metrics.received(source, source);
+    let response = next.run(request).await;
+    if let Some(RejectedReason(reason)) = response.extensions().get::<RejectedReason>() {
+        metrics.rejected(source, source, reason);
+    } else if response.status() == StatusCode::ACCEPTED {
+        metrics.unknown(source, source);
+    } else if response.status().is_success() {
+        metrics.accepted(source, source);
+    } else {
+        // Refused before a handler ran (body limit, timeout, extractor).
+        let reason = match response.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "media_type",
+            StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "malformed",
+        };
+        metrics.rejected(source, source, reason);
+    }
+    response
+}
+
+/// Handles a webhook inside a server span continuing the sender's `traceparent` (when it
+/// sent one); what the handler publishes carries this span as its parent. Only the route
+/// template is recorded: token paths carry a secret.
+async fn webhook_span(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "webhook",
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = traceparent(request.headers()) {
+        rebake_runtime::telemetry::set_parent_from_traceparent(&span, &parent);
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn metrics<S: UpstreamSink>(State(state): State<AppState<S>>) -> impl IntoResponse {
+async fn serve_metrics<S: UpstreamSink>(State(state): State<AppState<S>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

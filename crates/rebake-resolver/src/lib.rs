@@ -444,6 +444,12 @@ impl Resolver {
                 // Routed to `on_feed` by `handle_upstream`.
                 return Outcome::Done;
             }
+            Some(pb::upstream_changed::Change::ManualTrigger(trigger)) => {
+                return self.on_manual_trigger(&envelope, &event, trigger, received).await;
+            }
+            Some(pb::upstream_changed::Change::Pause(pause)) => {
+                return self.on_pause(&envelope, &event, pause, received).await;
+            }
             None => {
                 return Outcome::Reject {
                     reason: "upstream event without a change".to_string(),
@@ -468,17 +474,31 @@ impl Resolver {
         event: &pb::UpstreamChanged,
         cause: CauseRecord,
     ) -> Outcome {
+        self.seen_then_plan_with(envelope, event, &[cause], None).await
+    }
+
+    /// [`Self::seen_then_plan`] with the causes of the pass given (none for a forced build,
+    /// whose cause goes on its own build only); `image` is the `EVENTS` subject's image.
+    async fn seen_then_plan_with(
+        &mut self,
+        envelope: &Envelope,
+        event: &pb::UpstreamChanged,
+        causes: &[CauseRecord],
+        image: Option<&ImageName>,
+    ) -> Outcome {
         let record = Envelope::new(
             EventKind::UpstreamChanged,
             format!("seen-{}", envelope.id),
             self.bus.source(),
-            None,
+            image.map(ImageName::as_str),
             Some(&envelope.traceparent),
         );
         if let Err(error) = self
             .bus
             .publish(
-                self.bus.names().event_subject(EventKind::UpstreamChanged.token(), None),
+                self.bus
+                    .names()
+                    .event_subject(EventKind::UpstreamChanged.token(), image),
                 &record,
                 event,
             )
@@ -486,10 +506,79 @@ impl Resolver {
         {
             return retry(error);
         }
-        match self.plan_and_dispatch(&[cause], Some(&envelope.traceparent)).await {
+        match self.plan_and_dispatch(causes, Some(&envelope.traceparent)).await {
             Ok(()) => Outcome::Done,
             Err(error) => retry(error),
         }
+    }
+
+    /// An operator asked for a rebuild: the image is built on this pass (or, while it waits
+    /// for an input or its parent, or is paused, as soon as it can be) even when its inputs
+    /// are unchanged; children follow through the normal path when its digest changes.
+    async fn on_manual_trigger(
+        &mut self,
+        envelope: &Envelope,
+        event: &pb::UpstreamChanged,
+        trigger: &pb::ManualTrigger,
+        received: i64,
+    ) -> Outcome {
+        let Some(image) = self.catalog_image(&trigger.image) else {
+            return Outcome::Done;
+        };
+        let cause = CauseRecord {
+            kind: "manual".to_string(),
+            description: operator_description(&trigger.reason, &trigger.requested_by),
+            event_id: envelope.id.clone(),
+            at_ms: received,
+        };
+        tracing::info!(image = %image, requested_by = %trigger.requested_by, reason = %trigger.reason, "rebuild requested by operator");
+        self.planner.force(&image, cause);
+        self.seen_then_plan_with(envelope, event, &[], Some(&image)).await
+    }
+
+    /// An operator paused or resumed an image; resuming plans it at once.
+    async fn on_pause(
+        &mut self,
+        envelope: &Envelope,
+        event: &pb::UpstreamChanged,
+        pause: &pb::PauseChanged,
+        received: i64,
+    ) -> Outcome {
+        let Some(image) = self.catalog_image(&pause.image) else {
+            return Outcome::Done;
+        };
+        let reason = operator_description(&pause.reason, &pause.requested_by);
+        if !self.planner.set_paused(&image, pause.paused, &reason) {
+            tracing::debug!(image = %image, paused = pause.paused, "pause state unchanged");
+            return Outcome::Done;
+        }
+        tracing::info!(image = %image, paused = pause.paused, requested_by = %pause.requested_by, reason = %pause.reason, "pause changed by operator");
+        let causes = if pause.paused {
+            Vec::new()
+        } else {
+            vec![CauseRecord {
+                kind: "manual".to_string(),
+                description: if pause.requested_by.is_empty() {
+                    format!("{image} resumed")
+                } else {
+                    format!("{image} resumed (requested by {})", pause.requested_by)
+                },
+                event_id: envelope.id.clone(),
+                at_ms: received,
+            }]
+        };
+        self.seen_then_plan_with(envelope, event, &causes, Some(&image)).await
+    }
+
+    /// `name` when it is a catalog image (logged and `None` otherwise: the request is dropped).
+    fn catalog_image(&self, name: &str) -> Option<ImageName> {
+        let image = ImageName::new(name.to_string())
+            .ok()
+            .filter(|image| self.planner.catalog().get(image).is_some());
+        if image.is_none() {
+            tracing::warn!(image = %name, "operator request about an image not in the catalog, ignored");
+        }
+        image
     }
 
     async fn on_event(&mut self, delivery: Delivery) -> Outcome {
@@ -770,6 +859,15 @@ fn source_revision(source: &pb::SourceCommit) -> SourceRevision {
         url: source.url.clone(),
         ref_name: source.ref_name.clone(),
         commit: source.commit.clone(),
+    }
+}
+
+/// `<reason> (requested by <who>)`, or the reason alone when nobody is known.
+fn operator_description(reason: &str, requested_by: &str) -> String {
+    match (reason.trim(), requested_by.trim()) {
+        (reason, "") => reason.to_string(),
+        ("", who) => format!("requested by {who}"),
+        (reason, who) => format!("{reason} (requested by {who})"),
     }
 }
 

@@ -12,7 +12,13 @@
 //!   waits for it, so a cascade builds each image once, after its parent, on the parent's new
 //!   digest;
 //! - desired = published → nothing to do; desired = pending → already asked; desired = last
-//!   failure → not again until a retry is due; otherwise a build is requested.
+//!   failure → not again until a retry is due; otherwise a build is requested;
+//! - an operator's trigger ([`Planner::force`]) builds the image on the next pass where it is
+//!   buildable even when nothing changed (or its inputs failed before); it stays pending while
+//!   the image waits, and a build already in flight on the same inputs answers it;
+//! - a paused image ([`Planner::set_paused`]) is never requested: its status stays what it
+//!   was, its reason says `paused: <reason>`, the causes of the builds it skipped are kept
+//!   for the build that follows the resume, and its children wait while it is out of date.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -59,6 +65,10 @@ pub struct Planner {
     images: BTreeMap<ImageName, ImageState>,
     /// Resolved package sets of images with `packages:`.
     packages: HashMap<ImageName, PackageResolution>,
+    /// Images an operator asked to rebuild, with the cause to record.
+    forced: HashMap<ImageName, CauseRecord>,
+    /// Causes of builds a pause held back, for the build after the resume.
+    deferred: HashMap<ImageName, Vec<CauseRecord>>,
     /// How long a pending build may stay pending before it is presumed lost.
     pub pending_timeout_ms: i64,
     /// How long after a failure the same inputs are tried again.
@@ -84,6 +94,8 @@ impl Planner {
             branches: HashMap::new(),
             images,
             packages: HashMap::new(),
+            forced: HashMap::new(),
+            deferred: HashMap::new(),
             pending_timeout_ms: 30 * 60 * 1000,
             failure_retry_ms: 5 * 60 * 1000,
         }
@@ -221,6 +233,40 @@ impl Planner {
         }
     }
 
+    /// Asks for a build of `image` on the next pass where it is buildable, even when its
+    /// inputs are published or failed before; `cause` goes on that build. Returns false for
+    /// an image not in the catalog.
+    pub fn force(&mut self, image: &ImageName, cause: CauseRecord) -> bool {
+        if self.catalog.get(image).is_none() {
+            return false;
+        }
+        self.forced.insert(image.clone(), cause);
+        true
+    }
+
+    /// Whether a forced build of `image` is still to be planned.
+    pub fn is_forced(&self, image: &ImageName) -> bool {
+        self.forced.contains_key(image)
+    }
+
+    /// Pauses (with `reason`) or resumes `image`. Returns whether anything changed (false
+    /// too for an image not in the catalog).
+    pub fn set_paused(&mut self, image: &ImageName, paused: bool, reason: &str) -> bool {
+        let Some(state) = self.images.get_mut(image) else {
+            return false;
+        };
+        let reason = if paused { reason.to_string() } else { String::new() };
+        if state.paused == paused && state.paused_reason == reason {
+            return false;
+        }
+        state.paused = paused;
+        state.paused_reason = reason;
+        if !paused && state.status_reason.starts_with("paused: ") {
+            state.status_reason.clear();
+        }
+        true
+    }
+
     /// Forces the next pass to request `image` again even if its inputs failed before.
     pub fn forget_failure(&mut self, image: &ImageName) {
         if let Some(state) = self.images.get_mut(image) {
@@ -245,12 +291,35 @@ impl Planner {
                 .get(&name)
                 .expect("planner order lists catalog images only")
                 .clone();
-            let decision = self.decide(&spec, &unsettled, now_ms);
+            let forced = self.forced.contains_key(&name);
+            let mut decision = self.decide(&spec, &unsettled, now_ms, forced);
             let state = self
                 .images
                 .get_mut(&name)
                 .expect("planner keeps a state per catalog image");
+            if state.paused
+                && let Decision::Build(_) = decision
+            {
+                // Held back: keep what asked for it for the build after the resume.
+                let deferred = self.deferred.entry(name.clone()).or_default();
+                for cause in causes {
+                    if !deferred.contains(cause) && deferred.len() < MAX_DEFERRED_CAUSES {
+                        deferred.push(cause.clone());
+                    }
+                }
+                decision = Decision::Paused;
+            }
+            if forced && matches!(decision, Decision::Build(_) | Decision::InFlight { .. }) {
+                // In flight on the same inputs: that build answers the trigger.
+                let cause = self.forced.remove(&name).expect("checked above");
+                if let Decision::Build(_) = decision {
+                    self.deferred.entry(name.clone()).or_default().push(cause);
+                }
+            }
             match decision {
+                Decision::Paused => {
+                    unsettled.insert(name.clone(), format!("{name} is paused"));
+                }
                 Decision::Wait(reason) => {
                     state.status = ImageStatus::Waiting;
                     state.status_reason = reason.clone();
@@ -292,6 +361,11 @@ impl Planner {
                     unsettled.insert(name.clone(), format!("{name} is being built"));
                     let mut build_causes = self.inherited_causes(&name);
                     build_causes.extend(causes.iter().cloned());
+                    for cause in self.deferred.remove(&name).unwrap_or_default() {
+                        if !build_causes.contains(&cause) {
+                            build_causes.push(cause);
+                        }
+                    }
                     planned.push(PlannedBuild {
                         image: name.clone(),
                         build_id,
@@ -304,6 +378,11 @@ impl Planner {
                         causes: build_causes,
                     });
                 }
+            }
+            if let Some(state) = self.images.get_mut(&name)
+                && state.paused
+            {
+                state.status_reason = format!("paused: {}", state.paused_reason);
             }
         }
         planned
@@ -335,7 +414,7 @@ impl Planner {
         chain
     }
 
-    fn decide(&self, spec: &ImageSpec, unsettled: &HashMap<ImageName, String>, now_ms: i64) -> Decision {
+    fn decide(&self, spec: &ImageSpec, unsettled: &HashMap<ImageName, String>, now_ms: i64, forced: bool) -> Decision {
         let state = &self.images[&spec.name];
         if let Some(parent) = self.catalog.parent(&spec.name)
             && unsettled.contains_key(parent)
@@ -377,18 +456,26 @@ impl Planner {
             (Some(_), Some(PackageResolution::Resolved(packages))) => packages.clone(),
         };
         let desired = inputs_hash(&spec.canonical_json(), &base_digest, &sources, &packages);
+        if let Some(pending) = &state.pending
+            && pending.inputs_hash == desired
+            && now_ms - pending.requested_at_ms < self.pending_timeout_ms
+        {
+            return Decision::InFlight { desired };
+        }
+        if forced {
+            return Decision::Build(Inputs {
+                inputs_hash: desired,
+                base_digest,
+                sources,
+                packages,
+            });
+        }
         if state
             .published
             .as_ref()
             .is_some_and(|published| published.inputs_hash == desired)
         {
             return Decision::UpToDate { desired };
-        }
-        if let Some(pending) = &state.pending
-            && pending.inputs_hash == desired
-            && now_ms - pending.requested_at_ms < self.pending_timeout_ms
-        {
-            return Decision::InFlight { desired };
         }
         if let Some(failure) = &state.last_failure
             && failure.inputs_hash == desired
@@ -419,6 +506,9 @@ pub enum PackageResolution {
     Failed(String),
 }
 
+/// Most causes kept for the build after a resume.
+const MAX_DEFERRED_CAUSES: usize = 20;
+
 struct Inputs {
     inputs_hash: String,
     base_digest: String,
@@ -427,6 +517,7 @@ struct Inputs {
 }
 
 enum Decision {
+    Paused,
     Wait(String),
     Unresolvable(String),
     UpToDate { desired: String },

@@ -6,10 +6,14 @@
 //! and return. A second SIGINT forces exit. [`TaskTracker`] tracks what services spawn.
 //!
 //! Telemetry: `tracing` with a `RUST_LOG`-style filter (default `warn,rebake=info`) in text
-//! or JSON.
+//! or JSON, and OpenTelemetry traces exported over OTLP when configured ([`telemetry`]).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
+
+pub mod telemetry;
+
+pub use telemetry::{TelemetryGuard, init_telemetry};
 
 pub use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -31,25 +35,6 @@ impl std::str::FromStr for LogFormat {
             "json" => Ok(LogFormat::Json),
             other => Err(format!("unknown log format {other:?}, expected text or json")),
         }
-    }
-}
-
-/// Installs the global `tracing` subscriber. `filter` is a `RUST_LOG`-style directive
-/// (`None` → the `RUST_LOG` value given, or `warn,rebake=info`).
-pub fn init_telemetry(format: LogFormat, rust_log: Option<&str>) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter = rust_log
-        .and_then(|directive| EnvFilter::try_new(directive).ok())
-        .unwrap_or_else(|| EnvFilter::new("warn,rebake=info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-    };
-    if let Err(error) = result {
-        eprintln!("tracing subscriber already installed: {error}");
     }
 }
 

@@ -486,3 +486,44 @@ fn layer_cache_reuses_shared_layers() {
     assert_eq!((cache.hits(), cache.misses()), (1, 5));
     assert_eq!(cache.len(), 2, "entries for the old advisory set are dropped");
 }
+
+#[test]
+fn layer_cache_rematches_a_layer_whose_components_differ() {
+    // What a layer contributes depends on the layers above it: here the base layer's
+    // distroless `status.d/nginx-full` (vulnerable) is rewritten by an upgrade layer in
+    // image A, so in A the base layer contributes only `lodash`; image B has the same base
+    // layer with nothing on top of it, so there it contributes both packages.
+    let index = osv_index();
+    let nginx = |layer: &str, version: &str| Component {
+        layer: layer.into(),
+        location: "var/lib/dpkg/status.d/nginx-full".into(),
+        ..os_component(Ecosystem::Debian, "nginx-full", "nginx", version, ("debian", "7"))
+    };
+    let lodash = Component {
+        layer: "sha256:base".into(),
+        ..component(Ecosystem::Npm, "lodash", "4.17.15")
+    };
+    let image_a = vec![lodash.clone(), nginx("sha256:upgrade", "1.2.1-2.2+wheezy3")];
+    let image_b = vec![lodash, nginx("sha256:base", "1.2.1-2.2+wheezy2")];
+    let mut cache = LayerCache::new();
+    let first = cache.match_with_cache(&index, &image_a);
+    assert_eq!(first, match_components(&index, &image_a));
+    assert_eq!(ids(&first), ["GHSA-p6mc-m468-83gw"]);
+
+    let second = cache.match_with_cache(&index, &image_b);
+    assert_eq!(
+        second,
+        match_components(&index, &image_b),
+        "the base layer is matched again"
+    );
+    assert_eq!(ids(&second), ["DSA-3029-1", "GHSA-p6mc-m468-83gw"]);
+    assert_eq!((cache.hits(), cache.misses()), (0, 3));
+
+    // Back to image A: no stale nginx finding from image B's base layer.
+    let third = cache.match_with_cache(&index, &image_a);
+    assert_eq!(third, first);
+    assert_eq!((cache.hits(), cache.misses()), (1, 4));
+    // Image A once more: both layers answered from the cache.
+    assert_eq!(cache.match_with_cache(&index, &image_a), first);
+    assert_eq!((cache.hits(), cache.misses()), (3, 4));
+}

@@ -184,6 +184,7 @@ impl Worker {
                 };
             }
         };
+        rebake_runtime::telemetry::record_build(image.as_str(), &build.build_id, &build.digest);
         let span = tracing::debug_span!("sign", build_id = %build.build_id, image = %image, digest = %build.digest);
         let traceparent = delivery.envelope().traceparent.clone();
         let delivered = delivery.delivered();
@@ -237,6 +238,7 @@ impl Worker {
                 debug!("valid signature already stored; not signing again");
             } else {
                 sign_and_store(&self.registry, &self.key, &job.published, job.digest.as_str())
+                    .instrument(stage_span(STAGE_SIGN, build, job))
                     .await
                     .map_err(at(STAGE_SIGN))?;
             }
@@ -255,6 +257,7 @@ impl Worker {
                 job.digest.as_str(),
                 &job.tags,
             )
+            .instrument(stage_span(STAGE_PUBLISH, build, job))
             .await
             .map_err(at(STAGE_PUBLISH))?;
             let publish = StageRecord {
@@ -507,6 +510,19 @@ fn new_record(build: &pb::BuildDone) -> BuildRecord {
 fn retry_delay(delivered: i64) -> Duration {
     let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 8)).unwrap_or(8);
     RETRY_BASE.saturating_mul(1 << exponent).min(RETRY_MAX)
+}
+
+/// The span of one of the signer's stages (`sign`, `publish`), exported with the build's
+/// image, id and digest.
+fn stage_span(stage: &'static str, build: &pb::BuildDone, job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "stage",
+        otel.name = stage,
+        rebake.stage = stage,
+        rebake.image = %job.image,
+        rebake.build_id = %build.build_id,
+        rebake.digest = %job.digest,
+    )
 }
 
 #[cfg(test)]

@@ -1,10 +1,19 @@
 //! Command line: parsing, and the commands that are not services.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rebake_config::Config;
+use rebake_control::{
+    api,
+    render::{self, Cascade, Style},
+};
 use rebake_runtime::{CancellationToken, LogFormat, TaskTracker};
 
 use crate::Service;
@@ -32,6 +41,17 @@ pub enum Output {
     Table,
     /// JSON for scripts.
     Json,
+}
+
+/// Text format of `rebake graph`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// Indented tree, parents above children.
+    Tree,
+    /// Graphviz `dot`.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
 }
 
 /// Commands.
@@ -75,6 +95,135 @@ pub enum Command {
         /// Replay from this event sequence (0 = only new events).
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show one image: published digest and history, base, packages, sources, findings,
+    /// signature, pause state (control API client).
+    Image {
+        /// Catalog image name.
+        name: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show the dependency graph (or the subgraph under one image) as a tree, Graphviz dot or
+    /// Mermaid (control API client).
+    Graph {
+        /// Only this image and everything built on it.
+        name: Option<String>,
+        /// Text format: `tree` (for people), `dot` (Graphviz) or `mermaid`.
+        #[arg(long, value_enum, default_value = "tree")]
+        format: GraphFormat,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format (`json` ignores `--format`).
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// List builds, newest first (control API client).
+    Builds {
+        /// Only builds of this image.
+        #[arg(long, default_value = "")]
+        image: String,
+        /// Only builds in this status (requested, built, scanned, published, failed).
+        #[arg(long, default_value = "")]
+        status: String,
+        /// Most builds shown.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show one build: stages with durations, causes, failure, log excerpt (control API client).
+    Build {
+        /// Build id.
+        id: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Explain a build (or an image's last build): the chain back to the upstream event that
+    /// caused it (control API client).
+    Why {
+        /// A build id, or an image name (its last build).
+        target: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Ask for a rebuild of an image (admin; control API client). With `--wait`, follow the
+    /// cascade until it settles and exit 1 if a build failed or the wait timed out.
+    Trigger {
+        /// Catalog image name.
+        image: String,
+        /// Why (recorded as the build's cause).
+        #[arg(long)]
+        reason: String,
+        /// Follow the cascade until it settles.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: settled once no build has been in flight for this long.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        settle: Duration,
+        /// With --wait: give up after this long.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Pause an image: it is not rebuilt until resumed (admin; control API client).
+    Pause {
+        /// Catalog image name.
+        image: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Resume a paused image; it is planned again at once (admin; control API client).
+    Resume {
+        /// Catalog image name.
+        image: String,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Exposure per image and finding: when a fix was available, when the fixed image was
+    /// published, how long it took (control API client).
+    Exposure {
+        /// Only this image.
+        image: Option<String>,
+        /// Control API address.
+        #[arg(long, env = "REBAKE_CONTROL_ENDPOINT", default_value = "http://127.0.0.1:9090")]
+        endpoint: String,
         /// Output format.
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Output,
@@ -143,27 +292,452 @@ pub async fn run_services(services: &[Service], config: Config, env: HashMap<Str
     Ok(())
 }
 
-/// `rebake images`.
+/// Parses a `--settle`/`--timeout` value (`250ms`, `30s`, `5m`, `2h`).
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    rebake_config::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m or 1h"))
+}
+
+/// Colours for text on stdout: only on a terminal, never with `NO_COLOR` or for JSON.
+fn style(output: Output) -> Style {
+    match output {
+        Output::Json => Style::PLAIN,
+        Output::Table => Style::decide(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR").as_deref()),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs a control API client command; `None` when `command` is not one.
+pub async fn run_client(command: Command) -> Option<Result<()>> {
+    Some(match command {
+        Command::Images {
+            endpoint,
+            prefix,
+            status,
+            output,
+        } => images(&endpoint, &prefix, &status, output).await,
+        Command::Image { name, endpoint, output } => image(&endpoint, &name, output).await,
+        Command::Graph {
+            name,
+            format,
+            endpoint,
+            output,
+        } => graph(&endpoint, name.as_deref().unwrap_or(""), format, output).await,
+        Command::Builds {
+            image,
+            status,
+            limit,
+            endpoint,
+            output,
+        } => builds(&endpoint, &image, &status, limit, output).await,
+        Command::Build { id, endpoint, output } => build(&endpoint, &id, output).await,
+        Command::Why {
+            target,
+            endpoint,
+            output,
+        } => why(&endpoint, &target, output).await,
+        Command::Watch {
+            endpoint,
+            image,
+            kinds,
+            from,
+            output,
+        } => watch(&endpoint, &image, kinds, from, output).await,
+        Command::Trigger {
+            image,
+            reason,
+            wait,
+            settle,
+            timeout,
+            endpoint,
+            output,
+        } => {
+            let wait = wait.then_some(WaitOptions { settle, timeout });
+            trigger(&endpoint, &image, &reason, wait, output).await
+        }
+        Command::Pause {
+            image,
+            reason,
+            endpoint,
+            output,
+        } => pause(&endpoint, &image, &reason, output).await,
+        Command::Resume {
+            image,
+            endpoint,
+            output,
+        } => resume(&endpoint, &image, output).await,
+        Command::Exposure {
+            image,
+            endpoint,
+            output,
+        } => exposure(&endpoint, image.as_deref().unwrap_or(""), output).await,
+        Command::Findings {
+            image,
+            build,
+            endpoint,
+            output,
+        } => findings(&endpoint, &image, &build, output).await,
+        Command::Sbom {
+            image,
+            build,
+            format,
+            endpoint,
+        } => sbom(&endpoint, &image, &build, &format).await,
+        Command::Serve { .. } | Command::Up | Command::Version => return None,
+    })
+}
+
+/// `rebake images`: every page of `ListImages`.
 pub async fn images(endpoint: &str, prefix: &str, status: &str, output: Output) -> Result<()> {
     let mut client = rebake_control::client::connect(endpoint).await?;
-    let response = client
-        .list_images(rebake_proto::control::v1::ListImagesRequest {
-            name_prefix: prefix.to_string(),
-            status: status.to_string(),
-        })
+    let mut images = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let response = client
+            .list_images(api::ListImagesRequest {
+                name_prefix: prefix.to_string(),
+                status: status.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+            })
+            .await
+            .context("ListImages failed")?
+            .into_inner();
+        images.extend(response.images);
+        // Stop on the last page, and on a server that hands the same token back.
+        if response.next_page_token.is_empty() || response.next_page_token == page_token {
+            break;
+        }
+        page_token = response.next_page_token;
+    }
+    match output {
+        Output::Table => print!("{}", rebake_control::client::render_images_table(&images)),
+        Output::Json => {
+            let images: Vec<_> = images.iter().map(rebake_control::client::image_to_json).collect();
+            print_json(&serde_json::Value::Array(images))?;
+        }
+    }
+    Ok(())
+}
+
+/// `rebake image NAME`.
+pub async fn image(endpoint: &str, name: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let image = client
+        .get_image(api::GetImageRequest { name: name.to_string() })
         .await
-        .context("ListImages failed")?
+        .context("GetImage failed")?
         .into_inner();
     match output {
-        Output::Table => print!("{}", rebake_control::client::render_images_table(&response.images)),
-        Output::Json => {
-            let images: Vec<_> = response
-                .images
-                .iter()
-                .map(rebake_control::client::image_to_json)
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&images)?);
+        Output::Table => print!(
+            "{}",
+            render::render_image_detail(&image, rebake_events::now_ms(), style(output))
+        ),
+        Output::Json => print_json(&render::image_detail_to_json(&image))?,
+    }
+    Ok(())
+}
+
+/// `rebake graph [NAME]`.
+pub async fn graph(endpoint: &str, name: &str, format: GraphFormat, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let graph = client
+        .get_graph(api::GetGraphRequest {
+            image: name.to_string(),
+        })
+        .await
+        .context("GetGraph failed")?
+        .into_inner();
+    match (output, format) {
+        (Output::Json, _) => print_json(&render::graph_to_json(&graph))?,
+        (Output::Table, GraphFormat::Tree) => print!("{}", render::render_graph_tree(&graph, style(output))),
+        (Output::Table, GraphFormat::Dot) => print!("{}", render::render_graph_dot(&graph)),
+        (Output::Table, GraphFormat::Mermaid) => print!("{}", render::render_graph_mermaid(&graph)),
+    }
+    Ok(())
+}
+
+/// `rebake builds`: pages of `ListBuilds` until `limit` builds.
+pub async fn builds(endpoint: &str, image: &str, status: &str, limit: usize, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let mut builds = Vec::new();
+    let mut page_token = String::new();
+    while builds.len() < limit {
+        let page_size = i32::try_from((limit - builds.len()).min(500)).unwrap_or(500);
+        let response = client
+            .list_builds(api::ListBuildsRequest {
+                image: image.to_string(),
+                status: status.to_string(),
+                page_size,
+                page_token: page_token.clone(),
+            })
+            .await
+            .context("ListBuilds failed")?
+            .into_inner();
+        builds.extend(response.builds);
+        if response.next_page_token.is_empty() || response.next_page_token == page_token {
+            break;
         }
+        page_token = response.next_page_token;
+    }
+    builds.truncate(limit);
+    match output {
+        Output::Table => print!("{}", render::render_builds_table(&builds, style(output))),
+        Output::Json => print_json(&builds.iter().map(render::build_to_json).collect())?,
+    }
+    Ok(())
+}
+
+/// `rebake build ID`.
+pub async fn build(endpoint: &str, id: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let detail = client
+        .get_build(api::GetBuildRequest {
+            build_id: id.to_string(),
+        })
+        .await
+        .context("GetBuild failed")?
+        .into_inner();
+    match output {
+        Output::Table => print!("{}", render::render_build_detail(&detail, style(output))),
+        Output::Json => print_json(&render::build_detail_to_json(&detail))?,
+    }
+    Ok(())
+}
+
+/// `rebake why BUILD|IMAGE`: a build id (UUID-shaped) is asked about as a build, and — should
+/// no such build exist — as an image; anything else as an image (its last build).
+pub async fn why(endpoint: &str, target: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let as_image = api::WhyRequest {
+        build_id: String::new(),
+        image: target.to_string(),
+    };
+    let answer = if render::looks_like_build_id(target) {
+        let as_build = api::WhyRequest {
+            build_id: target.to_string(),
+            image: String::new(),
+        };
+        match client.why(as_build).await {
+            Err(status) if status.code() == tonic::Code::NotFound => client.why(as_image).await,
+            other => other,
+        }
+    } else {
+        client.why(as_image).await
+    };
+    let answer = answer.context("Why failed")?.into_inner();
+    match output {
+        Output::Table => print!("{}", render::render_why(&answer, style(output))),
+        Output::Json => print_json(&render::why_to_json(&answer))?,
+    }
+    Ok(())
+}
+
+/// How `rebake trigger --wait` decides the cascade is over.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    /// Settled once no build has been in flight for this long.
+    pub settle: Duration,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// `rebake trigger IMAGE --reason TEXT [--wait]`.
+pub async fn trigger(
+    endpoint: &str,
+    image: &str,
+    reason: &str,
+    wait: Option<WaitOptions>,
+    output: Output,
+) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    // The cascade's scope: the image and everything built on it (all events when the graph
+    // is not available).
+    let scope = match wait {
+        Some(_) => match client
+            .get_graph(api::GetGraphRequest {
+                image: image.to_string(),
+            })
+            .await
+        {
+            Ok(graph) => render::subgraph_images(&graph.into_inner(), image),
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let response = client
+        .trigger_rebuild(api::TriggerRebuildRequest {
+            image: image.to_string(),
+            reason: reason.to_string(),
+        })
+        .await
+        .context("TriggerRebuild failed")?
+        .into_inner();
+    match output {
+        Output::Table => eprintln!(
+            "requested a rebuild of {image}: event {} (events sequence {})",
+            response.event_id, response.events_sequence
+        ),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "image": image,
+                "event_id": response.event_id,
+                "events_sequence": response.events_sequence,
+            })
+        ),
+    }
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let mut stream = client
+        .watch_events(api::WatchEventsRequest {
+            image: String::new(),
+            kinds: Vec::new(),
+            from_sequence: response.events_sequence + 1,
+        })
+        .await
+        .context("WatchEvents failed")?
+        .into_inner();
+    let style = style(output);
+    let live = output == Output::Table && std::io::stdout().is_terminal();
+    let mut cascade = Cascade::new(scope);
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait.timeout;
+    let mut quiet_since = started;
+    let mut drawn_lines = 0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            next = stream.message() => match next.context("event stream failed")? {
+                Some(event) => {
+                    if cascade.apply(&event) {
+                        quiet_since = tokio::time::Instant::now();
+                        match output {
+                            Output::Json => println!("{}", rebake_control::client::event_to_json(&event)),
+                            Output::Table if !live => println!("{}", rebake_control::client::render_event_line(&event)),
+                            Output::Table => {}
+                        }
+                    }
+                }
+                None => break "the event stream ended",
+            },
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => break "interrupted",
+        }
+        if live {
+            drawn_lines = redraw(&cascade.render(rebake_events::now_ms(), style), drawn_lines);
+        }
+        let now = tokio::time::Instant::now();
+        if cascade.in_flight() == 0 && now.duration_since(quiet_since) >= wait.settle {
+            break if cascade.builds().is_empty() {
+                "no build happened"
+            } else {
+                "settled"
+            };
+        }
+        if now >= deadline {
+            break "timed out";
+        }
+    };
+    let outcome = format!(
+        "{outcome} after {}",
+        render::duration(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
+    );
+    match output {
+        Output::Json => println!("{}", cascade.to_json(&outcome)),
+        Output::Table => {
+            if live {
+                redraw("", drawn_lines);
+            }
+            print!("{}", cascade.summary(&outcome, rebake_events::now_ms(), style));
+        }
+    }
+    if cascade.failed() > 0 {
+        anyhow::bail!("{} build(s) failed", cascade.failed());
+    }
+    if outcome.starts_with("timed out") {
+        anyhow::bail!("the cascade did not settle within {:?}", wait.timeout);
+    }
+    Ok(())
+}
+
+/// Replaces the `previous_lines` last drawn on the terminal by `text`; returns its line count.
+fn redraw(text: &str, previous_lines: usize) -> usize {
+    let mut out = std::io::stdout().lock();
+    if previous_lines > 0 {
+        // Up to the first line drawn, then clear to the end of the screen.
+        let _ = write!(out, "\x1b[{previous_lines}A\r\x1b[J");
+    }
+    let _ = write!(out, "{text}");
+    let _ = out.flush();
+    text.lines().count()
+}
+
+/// `rebake pause IMAGE --reason TEXT`.
+pub async fn pause(endpoint: &str, image: &str, reason: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let response = client
+        .pause(api::PauseRequest {
+            image: image.to_string(),
+            reason: reason.to_string(),
+        })
+        .await
+        .context("Pause failed")?
+        .into_inner();
+    print_pause(&response, output)
+}
+
+/// `rebake resume IMAGE`.
+pub async fn resume(endpoint: &str, image: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let response = client
+        .resume(api::ResumeRequest {
+            image: image.to_string(),
+        })
+        .await
+        .context("Resume failed")?
+        .into_inner();
+    print_pause(&response, output)
+}
+
+fn print_pause(response: &api::PauseResponse, output: Output) -> Result<()> {
+    match output {
+        Output::Table => println!(
+            "{} {}{}",
+            response.image,
+            if response.paused { "paused" } else { "resumed" },
+            if response.event_id.is_empty() {
+                String::new()
+            } else {
+                format!(" (event {})", response.event_id)
+            }
+        ),
+        Output::Json => print_json(&serde_json::json!({
+            "image": response.image,
+            "paused": response.paused,
+            "event_id": response.event_id,
+        }))?,
+    }
+    Ok(())
+}
+
+/// `rebake exposure [IMAGE]`.
+pub async fn exposure(endpoint: &str, image: &str, output: Output) -> Result<()> {
+    let mut client = rebake_control::client::connect(endpoint).await?;
+    let exposure = client
+        .get_exposure(api::GetExposureRequest {
+            image: image.to_string(),
+        })
+        .await
+        .context("GetExposure failed")?
+        .into_inner();
+    match output {
+        Output::Table => print!("{}", render::render_exposure_table(&exposure, style(output))),
+        Output::Json => print_json(&render::exposure_to_json(&exposure))?,
     }
     Ok(())
 }

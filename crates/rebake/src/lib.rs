@@ -79,6 +79,8 @@ pub struct Started {
     pub ingress: Option<SocketAddr>,
     /// Control gRPC address.
     pub control: Option<SocketAddr>,
+    /// Prometheus `GET /metrics` address (`metrics.listen`; `None` when off).
+    pub metrics: Option<SocketAddr>,
 }
 
 async fn connect(config: &Config, service: Service) -> Result<Bus> {
@@ -110,6 +112,8 @@ struct Prepared {
     signer_key: Option<rebake_signer::SignerKey>,
     ingress_listener: Option<tokio::net::TcpListener>,
     control_listener: Option<tokio::net::TcpListener>,
+    /// Control tokens (secrets read) and TLS identity.
+    control: Option<rebake_control::ControlSettings>,
 }
 
 async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, String>) -> Result<Prepared> {
@@ -120,6 +124,7 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
         signer_key: None,
         ingress_listener: None,
         control_listener: None,
+        control: None,
     };
     if services.contains(&Service::Resolver) {
         let catalog = Catalog::load(&config.catalog_dir)
@@ -165,6 +170,7 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
             deliveries: None,
             tags: None,
             plain_http_registries: config.registries.plain_http.clone(),
+            metrics: None,
         });
         prepared.poll_targets = poll_targets(config, prepared.catalog.as_ref());
         prepared.ingress_listener = Some(
@@ -195,8 +201,44 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
                 .await
                 .with_context(|| format!("failed to listen on {} (control.listen)", config.control.listen))?,
         );
+        prepared.control = Some(control_settings(config, env)?);
     }
     Ok(prepared)
+}
+
+/// The control API's tokens (secrets read, never logged) and TLS identity (`control.tls`).
+fn control_settings(config: &Config, env: &HashMap<String, String>) -> Result<rebake_control::ControlSettings> {
+    let mut tokens = Vec::new();
+    for token in &config.control.tokens {
+        let key = format!("control.tokens.{}.secret", token.name);
+        let secret = String::from_utf8(token.secret.read(&key, env)?)
+            .map_err(|_| anyhow::anyhow!("{key} is not UTF-8 text"))?
+            .trim()
+            .to_string();
+        if secret.is_empty() {
+            anyhow::bail!("{key} is empty");
+        }
+        tokens.push(rebake_control::Token {
+            name: token.name.clone(),
+            secret,
+            role: match token.role {
+                rebake_config::ControlRole::Read => rebake_control::Role::Read,
+                rebake_config::ControlRole::Admin => rebake_control::Role::Admin,
+            },
+        });
+    }
+    let tls = match &config.control.tls {
+        None => None,
+        Some(tls) => Some(rebake_control::TlsIdentity {
+            cert_pem: std::fs::read(&tls.cert)
+                .with_context(|| format!("failed to read control.tls.cert {}", tls.cert.display()))?,
+            key_pem: tls.key.read("control.tls.key", env)?,
+        }),
+    };
+    if tokens.is_empty() && !config.control.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.control.listen, "control API without tokens on a non-loopback address: anyone who reaches it may trigger and pause builds");
+    }
+    Ok(rebake_control::ControlSettings { tokens, tls })
 }
 
 /// What the ingress polls: the catalog's upstream tags and branches, when `ingress.poll`
@@ -224,6 +266,48 @@ fn poll_targets(config: &Config, loaded: Option<&Catalog>) -> Option<rebake_ingr
     Some(targets)
 }
 
+/// The process' Prometheus registry (`rebake-metrics`), served on `metrics.listen`: every
+/// process marks the services it runs; the ingress' webhook counters are registered into it;
+/// the process running control derives the central metrics (builds, stages, exposure, queues,
+/// images) from the bus. Binds before any service starts, so a port clash fails start-up.
+async fn start_metrics(
+    services: &[Service],
+    config: &Config,
+    prepared: &mut Prepared,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Option<SocketAddr>> {
+    let Some(listen) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to listen on {listen} (metrics.listen)"))?;
+    let address = listener.local_addr()?;
+    let metrics = rebake_metrics::ProcessMetrics::new();
+    for service in services {
+        metrics.service_running(service.name());
+    }
+    if let Some(settings) = prepared.ingress.as_mut() {
+        let ingress = std::sync::Arc::new(rebake_ingress::metrics::IngressMetrics::new());
+        metrics.register_with(|registry| ingress.register(registry));
+        settings.metrics = Some(ingress);
+    }
+    if services.contains(&Service::Control) {
+        let bus = connect(config, Service::Control).await?;
+        rebake_metrics::central::start(bus, &metrics, shutdown.clone(), tracker)
+            .await
+            .context("failed to start the central metrics")?;
+    }
+    let token = shutdown.clone();
+    tracker.spawn(async move {
+        if let Err(error) = rebake_metrics::serve(listener, metrics, token).await {
+            tracing::error!(error = %error, "metrics server stopped");
+        }
+    });
+    Ok(Some(address))
+}
+
 /// Starts `services` against the configured NATS. Returns once every service is running;
 /// they stop when `shutdown` is cancelled and `tracker` drains.
 pub async fn start(
@@ -243,6 +327,7 @@ pub async fn start(
         .ensure(&Need::all())
         .await
         .context("failed to create streams and buckets")?;
+    started.metrics = start_metrics(services, config, &mut prepared, &shutdown, &tracker).await?;
     for service in Service::ALL.into_iter().filter(|service| services.contains(service)) {
         let bus = connect(config, service).await?;
         match service {
@@ -252,9 +337,10 @@ pub async fn start(
                     .take()
                     .expect("prepare binds the control listener");
                 started.control = Some(listener.local_addr()?);
+                let settings = prepared.control.take().expect("prepare reads the control settings");
                 let token = shutdown.clone();
                 tracker.spawn(async move {
-                    if let Err(error) = rebake_control::serve(bus, listener, token).await {
+                    if let Err(error) = rebake_control::serve(bus, listener, settings, token).await {
                         tracing::error!(error = %error, "control stopped");
                     }
                 });

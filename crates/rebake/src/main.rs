@@ -10,7 +10,6 @@ use rebake::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    rebake_runtime::init_telemetry(cli.log_format, std::env::var("RUST_LOG").ok().as_deref());
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -24,10 +23,22 @@ fn main() -> ExitCode {
         Command::Up => Some(Service::ALL.to_vec()),
         _ => None,
     };
+    // Services read the configuration first: it says where traces go. The OTLP exporter
+    // lives on the runtime, so install it inside the runtime's context; the guard flushes
+    // the last spans when it drops, before the runtime does.
+    let config = services.as_ref().map(|_| cli::load_config(cli.config.as_ref(), &env));
+    let telemetry = match &config {
+        Some(Ok(config)) => config.telemetry.clone(),
+        _ => rebake_config::TelemetryConfig::default(),
+    };
+    let telemetry = {
+        let _context = runtime.enter();
+        rebake_runtime::init_telemetry(cli.log_format, env.get("RUST_LOG").map(String::as_str), &telemetry)
+    };
     let result = runtime.block_on(async {
         match (cli.command, services) {
             (_, Some(services)) => {
-                let config = match cli::load_config(cli.config.as_ref(), &env) {
+                let config = match config.expect("services read the configuration") {
                     Ok(config) => config,
                     Err(error) => return Err((EXIT_USAGE, error)),
                 };
@@ -41,52 +52,16 @@ fn main() -> ExitCode {
                 println!("{}", rebake_runtime::version_line());
                 Ok(())
             }
-            (
-                Command::Images {
-                    endpoint,
-                    prefix,
-                    status,
-                    output,
-                },
-                _,
-            ) => cli::images(&endpoint, &prefix, &status, output)
-                .await
-                .map_err(|e| (1, e)),
-            (
-                Command::Watch {
-                    endpoint,
-                    image,
-                    kinds,
-                    from,
-                    output,
-                },
-                _,
-            ) => cli::watch(&endpoint, &image, kinds, from, output)
-                .await
-                .map_err(|e| (1, e)),
-            (
-                Command::Findings {
-                    image,
-                    build,
-                    endpoint,
-                    output,
-                },
-                _,
-            ) => cli::findings(&endpoint, &image, &build, output)
-                .await
-                .map_err(|e| (1, e)),
-            (
-                Command::Sbom {
-                    image,
-                    build,
-                    format,
-                    endpoint,
-                },
-                _,
-            ) => cli::sbom(&endpoint, &image, &build, &format).await.map_err(|e| (1, e)),
-            (Command::Serve { .. } | Command::Up, None) => unreachable!("serve and up always name services"),
+            (command, None) => match cli::run_client(command).await {
+                Some(result) => result.map_err(|error| (1, error)),
+                None => unreachable!("serve and up always name services; version is handled above"),
+            },
         }
     });
+    {
+        let _context = runtime.enter();
+        drop(telemetry);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, error)) => {

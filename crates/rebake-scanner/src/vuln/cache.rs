@@ -1,4 +1,5 @@
-//! Per-layer memo of match results, keyed by (layer digest, advisory index digest).
+//! Per-layer memo of match results, keyed by (layer digest, advisory index digest) and
+//! reused only for the same components.
 
 use std::collections::HashMap;
 
@@ -6,12 +7,15 @@ use super::{AdvisoryIndex, Finding, finalize, match_components};
 use crate::component::Component;
 
 /// Caches findings per layer: images that share layers (a common base) re-match only
-/// their own layers while the advisory set is unchanged. A layer's components are
-/// assumed to be a function of its digest. Entries for other advisory digests are
-/// dropped when a new digest is used.
+/// their own layers while the advisory set is unchanged. An entry is reused only for the
+/// same components: what a layer contributes depends on the layers above it too (one may
+/// rewrite or delete a package database or lock file it wrote, e.g. a distroless
+/// `status.d/<package>` upgraded on top, and the distro comes from whichever layer wrote
+/// `os-release`), so a layer whose components differ is matched again. Entries for other
+/// advisory digests are dropped when a new digest is used.
 #[derive(Debug, Default)]
 pub struct LayerCache {
-    entries: HashMap<(String, String), Vec<Finding>>,
+    entries: HashMap<(String, String), (Vec<Component>, Vec<Finding>)>,
     hits: u64,
     misses: u64,
 }
@@ -38,14 +42,17 @@ impl LayerCache {
         let mut findings = Vec::new();
         for (layer, group) in layers {
             let key = (layer.to_owned(), digest.to_owned());
-            if let Some(cached) = self.entries.get(&key) {
-                self.hits += 1;
-                findings.extend(cached.iter().cloned());
-            } else {
-                self.misses += 1;
-                let matched = match_components(index, &group);
-                findings.extend(matched.iter().cloned());
-                self.entries.insert(key, matched);
+            match self.entries.get(&key) {
+                Some((cached_components, cached)) if *cached_components == group => {
+                    self.hits += 1;
+                    findings.extend(cached.iter().cloned());
+                }
+                _ => {
+                    self.misses += 1;
+                    let matched = match_components(index, &group);
+                    findings.extend(matched.iter().cloned());
+                    self.entries.insert(key, (group, matched));
+                }
             }
         }
         finalize(findings)
