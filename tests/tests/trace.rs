@@ -168,6 +168,26 @@ async fn one_trace_from_webhook_to_the_last_published_image() -> Result<()> {
         "the child's build is not under the app's publication:\n{}",
         trace.render()
     );
+
+    // `rebake trigger app --wait -o json`: the CLI follows the operator's rebuild through
+    // the cascade until it settles (and fails if a build failed or it never settled).
+    let before = sandbox.builds_of("app").await?.len();
+    rebake::cli::trigger(
+        &sandbox.control_url,
+        "app",
+        "trace test: the CLI follows a cascade",
+        Some(rebake::cli::WaitOptions {
+            settle: std::time::Duration::from_secs(2),
+            timeout: rebake_testkit::patience(),
+        }),
+        rebake::cli::Output::Json,
+    )
+    .await?;
+    let builds = sandbox.builds_of("app").await?;
+    ensure!(
+        builds.len() == before + 1 && builds.last().is_some_and(|build| build.status == "published"),
+        "the triggered build: {builds:?}"
+    );
     sandbox.stop().await;
     Ok(())
 }
