@@ -45,6 +45,7 @@ mod error;
 mod key;
 mod promote;
 mod service;
+mod verifying;
 
 pub use cosign::{
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, sign_and_store, simple_signing_payload, stored_signature_is_valid,
@@ -53,3 +54,4 @@ pub use error::{Result, SignerError};
 pub use key::SignerKey;
 pub use promote::promote;
 pub use service::serve;
+pub use verifying::{VerifyingKey, VerifyingKeys};
