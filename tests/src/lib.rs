@@ -157,6 +157,12 @@ pub struct Options {
     pub control: String,
     /// More top-level keys (YAML), e.g. `telemetry:`.
     pub extra: String,
+    /// More `registries:` keys (YAML, indented by two spaces), e.g. `verify:`; `{host}` is
+    /// replaced by the registry host.
+    pub registries: String,
+    /// The `signer:` section's keys (YAML, indented by two spaces) instead of the sandbox's
+    /// own unencrypted key (`Sandbox::public_key` is then not the signing key's).
+    pub signer: Option<String>,
 }
 
 impl Default for Options {
@@ -172,6 +178,8 @@ impl Default for Options {
             ingress: String::new(),
             control: String::new(),
             extra: String::new(),
+            registries: String::new(),
+            signer: None,
         }
     }
 }
@@ -249,14 +257,18 @@ impl Sandbox {
         }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\ncatalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n  key: {{ file: {key} }}\ncontrol:\n  listen: 127.0.0.1:{control_port}\n{control}metrics:\n  listen: 127.0.0.1:0\nshutdown_grace: 5s\n{feeds}{scanner}{extra}",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\n{registries}catalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n{signer}control:\n  listen: 127.0.0.1:{control_port}\n{control}metrics:\n  listen: 127.0.0.1:0\nshutdown_grace: 5s\n{feeds}{scanner}{extra}",
             control = options.control,
             extra = options.extra,
             nats = nats.url(),
             ingress = options.ingress.replace("{host}", &host),
             catalog = catalog.display(),
             work = dir.path().join("work").display(),
-            key = key.display(),
+            registries = options.registries.replace("{host}", &host),
+            signer = options
+                .signer
+                .clone()
+                .unwrap_or_else(|| format!("  key: {{ file: {} }}\n", key.display())),
             resync = options.resync_interval,
             poll = options.feed_poll_interval,
             scanner = if options.scanner.is_empty() {
@@ -453,5 +465,32 @@ impl Sandbox {
             .get_manifest(&self.host, repository, reference)
             .await?
             .to_manifest()?)
+    }
+}
+
+/// Generates an ECDSA P-256 key pair with openssl in `dir`: `<name>.key` (PKCS#8 PEM) and
+/// `<name>.pub` (PEM `PUBLIC KEY`). Returns their paths.
+pub fn generate_key_pair(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let key = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let script = format!(
+        "openssl ecparam -genkey -name prime256v1 -noout | openssl pkcs8 -topk8 -nocrypt -out '{key}' && openssl ec -in '{key}' -pubout -out '{public}'",
+        key = key.display(),
+        public = public.display()
+    );
+    tool(dir, "sh", &["-c", &script])?;
+    Ok((key, public))
+}
+
+impl Sandbox {
+    /// Signs `digest` in `host/repository` cosign-style (the `sha256-<hex>.sig` tag, as
+    /// `cosign sign --key` writes it) with the unencrypted PEM private key at `key`, as an
+    /// upstream publisher would sign a base image.
+    pub async fn sign_pushed(&self, repository: &str, digest: &str, key: &Path) -> Result<()> {
+        let pem = std::fs::read(key).with_context(|| format!("failed to read {}", key.display()))?;
+        let key = rebake_signer::SignerKey::from_pem(&pem, None)?;
+        let target = rebake_oci::ImageRef::parse(&format!("{}/{repository}", self.host))?;
+        rebake_signer::sign_and_store(&self.registry, &key, &target, digest).await?;
+        Ok(())
     }
 }

@@ -198,6 +198,17 @@ async fn feed_bump_rebuilds_exactly_the_affected_images() -> Result<()> {
             .all(|r| r.path.ends_with("/InRelease") && r.status == 304),
         "an unchanged feed cost more than conditional InRelease requests: {requests:?}"
     );
+
+    // Every published package image rebuilds bit for bit from its signed provenance
+    // (packages fetched again by URL and checksum into an empty cache).
+    let keys = rebake_signer::VerifyingKeys::from_pems([std::fs::read(&sandbox.public_key)?.as_slice()])?;
+    for image in ["os", "net", "app"] {
+        let state = sandbox.image_state(image).await?.context("state")?;
+        let published = state.published.context("published")?;
+        let reference = rebake_oci::ImageRef::parse(&format!("{}@{}", published.repository, published.digest))?;
+        let report = rebake::rebuild_check::check_published(&reference, &keys, true).await?;
+        ensure!(report.identical, "{}", rebake::rebuild_check::render_report(&report));
+    }
     sandbox.stop().await;
     Ok(())
 }

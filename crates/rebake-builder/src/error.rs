@@ -16,6 +16,29 @@ pub enum BuilderError {
         /// Why.
         reason: String,
     },
+    /// The base does not carry the signature its spec (`base_verify`) or the config
+    /// (`registries.verify`) requires: nothing is built on it. Permanent for these inputs.
+    #[error("base {reference}@{digest} is not trusted: {reason}")]
+    UntrustedBase {
+        /// Base reference.
+        reference: String,
+        /// Base digest.
+        digest: String,
+        /// What failed: no signature, a signature no required key verifies, a payload
+        /// naming another digest.
+        reason: String,
+    },
+    /// The base's signature could not be read from its registry.
+    #[error("failed to read the signature of base {reference}@{digest}")]
+    BaseSignatureCheck {
+        /// Base reference.
+        reference: String,
+        /// Base digest.
+        digest: String,
+        /// The registry failure; transient when the registry is unavailable or answers 5xx.
+        #[source]
+        source: Box<rebake_oci::OciError>,
+    },
     /// A Git source could not be fetched or read.
     #[error("git source {url} at {commit}: {reason}")]
     Git {
@@ -50,7 +73,10 @@ impl BuilderError {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            BuilderError::InvalidRequest { .. } | BuilderError::Base { .. } => false,
+            BuilderError::InvalidRequest { .. } | BuilderError::Base { .. } | BuilderError::UntrustedBase { .. } => {
+                false
+            }
+            BuilderError::BaseSignatureCheck { source, .. } => source.is_transient(),
             BuilderError::Git { transient, .. } | BuilderError::Package { transient, .. } => *transient,
             BuilderError::Registry(error) => error.is_transient(),
             BuilderError::Bus(error) => error.is_transient(),

@@ -11,6 +11,12 @@
 //! (`<registry>/<staging_prefix>/<image>`, by digest, no tag), its lineage to KV, and a
 //! `BuildDone` to the `SCAN` queue. Same request → same digest.
 //!
+//! Before anything is built on a base, the base must carry the cosign signature its spec
+//! (`base_verify`) or the config (`registries.verify`) requires ([`trust`]). A base that
+//! fails is not built on: the build fails at stage `build` with a reason naming the base,
+//! its digest and what failed, and is not retried (the resolver retries failed inputs after
+//! its retry interval, level-triggered); only an unavailable registry makes it a retry.
+//!
 //! It never publishes: promotion and tags belong to the signer. A request whose inputs are
 //! already published (unless an operator asked for it: a `manual` cause), or that a newer
 //! request superseded, is a no-op.
@@ -20,6 +26,7 @@ pub mod assemble;
 mod error;
 pub mod git;
 pub mod packages;
+pub mod trust;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -43,6 +50,9 @@ pub struct BuilderSettings {
     pub work_dir: PathBuf,
     /// Repository prefix of staged images.
     pub staging_prefix: String,
+    /// `registries.verify`: signatures required of base images besides each spec's
+    /// `base_verify`.
+    pub base_trust: trust::BaseTrust,
 }
 
 struct Worker {
@@ -158,16 +168,21 @@ impl Worker {
         }
         let started_at_ms = now_ms();
         tracing::info!(image = %image, build_id = %request.build_id, base_digest = %request.base_digest, "build started");
-        let built = assemble::build_and_stage(
-            &self.registry,
-            &self.feeds,
-            &self.settings.work_dir,
-            &self.settings.staging_prefix,
-            &request,
-        )
+        let built = async {
+            let verified = self.verify_base(&request).await?;
+            let staged = assemble::build_and_stage(
+                &self.registry,
+                &self.feeds,
+                &self.settings.work_dir,
+                &self.settings.staging_prefix,
+                &request,
+            )
+            .await?;
+            Ok::<_, BuilderError>((staged, verified))
+        }
         .await;
-        let staged = match built {
-            Ok(staged) => staged,
+        let (staged, verified) = match built {
+            Ok(built) => built,
             Err(error) if error.is_transient() && !last_attempt => {
                 tracing::warn!(image = %image, build_id = %request.build_id, error = %error.chain(), "build failed, will retry");
                 return retry(error.chain());
@@ -197,7 +212,20 @@ impl Worker {
             started_at_ms,
             finished_at_ms,
             ok: true,
-            summary: format!("staged {}@{}", staged.repository, staged.digest),
+            summary: if verified.is_empty() {
+                format!("staged {}@{}", staged.repository, staged.digest)
+            } else {
+                let vouched: Vec<String> = verified
+                    .iter()
+                    .map(|v| format!("{} by key {}", v.origin, v.key_id))
+                    .collect();
+                format!(
+                    "staged {}@{}; base signature verified ({})",
+                    staged.repository,
+                    staged.digest,
+                    vouched.join(", ")
+                )
+            },
         };
         let digest = staged.digest.clone();
         let size = staged.size_bytes;
@@ -273,6 +301,35 @@ impl Worker {
         rebake_runtime::telemetry::record_build("", "", &staged.digest);
         tracing::info!(image = %image, build_id = %request.build_id, digest = %staged.digest, ms = finished_at_ms - started_at_ms, "build staged");
         Outcome::Done
+    }
+
+    /// Checks the base's signature against the spec's `base_verify` and the matching
+    /// `registries.verify` rules; what vouched for it, empty when nothing is required.
+    async fn verify_base(&self, request: &pb::BuildRequest) -> Result<Vec<trust::Verified>> {
+        let spec: rebake_config::ImageSpec =
+            serde_json::from_str(&request.spec_json).map_err(|error| BuilderError::InvalidRequest {
+                reason: format!("spec: {error}"),
+            })?;
+        let verified = trust::verify_base(
+            &self.registry,
+            &self.settings.base_trust,
+            &spec,
+            &request.base_ref,
+            &request.base_digest,
+        )
+        .await?;
+        for vouched in &verified {
+            tracing::info!(
+                image = %request.image,
+                build_id = %request.build_id,
+                base = %request.base_ref,
+                base_digest = %request.base_digest,
+                required_by = %vouched.origin,
+                key_id = %vouched.key_id,
+                "base signature verified"
+            );
+        }
+        Ok(verified)
     }
 
     async fn mark(&self, build_id: &str, status: &str, reason: &str) {

@@ -29,6 +29,8 @@ use crate::{ConfigError, Result};
 /// publish:
 ///   repository: registry.example:5000/apps/app
 ///   tags: [latest]
+/// base_verify:                               # the base must carry a cosign signature by one of
+///   keys: [keys/base.pub]                    # these public keys (files relative to this spec)
 /// ```
 ///
 /// An image assembled from packages (the apko/distroless way) has `base: scratch` and:
@@ -76,6 +78,46 @@ pub struct ImageSpec {
     pub structure_tests: Option<serde_json::Value>,
     /// Where the image is published.
     pub publish: PublishSpec,
+    /// Signature the base must carry before anything is built on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_verify: Option<BaseVerifySpec>,
+}
+
+/// `base_verify:` of an image spec: the base digest must carry a cosign keyed signature
+/// (the `sha256-<hex>.sig` tag in the base's repository) by one of `keys`, or nothing is
+/// built on it.
+///
+/// Each entry of `keys` is written as a path to a PEM `PUBLIC KEY` file (relative to the
+/// spec file) or as the PEM itself. [`Catalog::load`] replaces every path by the file's
+/// PEM, so the spec the builder receives carries the keys themselves (and a changed key
+/// changes the spec, and with it the inputs hash: the base is checked again).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseVerifySpec {
+    /// Accepted public keys (ECDSA P-256): PEM file paths, or PEM text once loaded.
+    pub keys: Vec<String>,
+}
+
+/// The armour line of a PEM public key.
+const PUBLIC_KEY_PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+
+impl BaseVerifySpec {
+    /// The keys' PEM texts (entries that are still paths are skipped: the spec was not
+    /// loaded through [`Catalog::load`]).
+    pub fn key_pems(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| key.trim_start().starts_with(PUBLIC_KEY_PEM_BEGIN))
+    }
+
+    /// Entries that are not PEM yet (file paths).
+    pub fn key_files(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| !key.trim_start().starts_with(PUBLIC_KEY_PEM_BEGIN))
+    }
 }
 
 /// `packages:` of an image spec.
@@ -190,6 +232,32 @@ fn default_tags() -> Vec<String> {
 }
 
 impl ImageSpec {
+    /// Replaces every `base_verify.keys` entry that is a file path by the file's PEM text;
+    /// relative paths are resolved against `dir` (the spec file's directory). `path` (the
+    /// spec file) is for error messages.
+    pub fn read_key_files(&mut self, dir: &Path, path: &Path) -> Result<()> {
+        let Some(verify) = self.base_verify.as_mut() else {
+            return Ok(());
+        };
+        let key = format!("{}: base_verify.keys", path.display());
+        for entry in &mut verify.keys {
+            if entry.trim_start().starts_with(PUBLIC_KEY_PEM_BEGIN) {
+                continue;
+            }
+            let file = dir.join(entry.trim());
+            let text = std::fs::read_to_string(&file)
+                .map_err(|error| ConfigError::invalid(&key, format!("cannot read {}: {error}", file.display())))?;
+            if !text.contains(PUBLIC_KEY_PEM_BEGIN) {
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!("{} is not a PEM public key (`{PUBLIC_KEY_PEM_BEGIN}`)", file.display()),
+                ));
+            }
+            *entry = text.trim().to_string() + "\n";
+        }
+        Ok(())
+    }
+
     /// Whether the image starts from nothing.
     pub fn is_scratch(&self) -> bool {
         self.base == "scratch"
@@ -305,6 +373,20 @@ impl ImageSpec {
                 ));
             }
         }
+        if let Some(verify) = &self.base_verify {
+            if self.is_scratch() {
+                return Err(ConfigError::invalid(
+                    &key("base_verify"),
+                    "the base is `scratch`: there is no base to verify",
+                ));
+            }
+            if verify.keys.is_empty() || verify.keys.iter().any(|entry| entry.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    &key("base_verify.keys"),
+                    "list at least one public key (a PEM file path), and no empty entries",
+                ));
+            }
+        }
         for source in &self.sources {
             if source.url.is_empty() || source.ref_name.is_empty() {
                 return Err(ConfigError::invalid(&key("sources"), "each source needs url and ref"));
@@ -364,8 +446,9 @@ impl Catalog {
                 path: path.clone(),
                 source,
             })?;
-            let spec: ImageSpec = serde_yaml::from_str(&text).map_err(|error| ConfigError::parse(&path, error))?;
+            let mut spec: ImageSpec = serde_yaml::from_str(&text).map_err(|error| ConfigError::parse(&path, error))?;
             spec.validate(&path)?;
+            spec.read_key_files(dir, &path)?;
             specs.push((path, spec));
         }
         Self::from_specs(specs)
@@ -578,6 +661,53 @@ mod tests {
         assert!(!spec.canonical_json().contains("platforms"));
         assert_eq!(spec.build_platforms(), [DEFAULT_PLATFORM]);
         assert!(!spec.is_multi_platform());
+    }
+
+    #[test]
+    fn base_verify_keys_are_read_into_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n";
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/base.pub"), pem).unwrap();
+        write(
+            dir.path(),
+            "app.yaml",
+            "name: app\nbase: reg:5000/base:v1\nbase_verify:\n  keys: [keys/base.pub]\npublish:\n  repository: reg:5000/apps/app\n",
+        );
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let spec = catalog.get(&ImageName::new("app").unwrap()).unwrap();
+        let verify = spec.base_verify.as_ref().unwrap();
+        assert_eq!(verify.keys, [pem]);
+        assert_eq!(verify.key_pems().collect::<Vec<_>>(), [pem]);
+        assert_eq!(verify.key_files().count(), 0);
+        // What the builder receives carries the key itself.
+        let received: ImageSpec = serde_json::from_str(&spec.canonical_json()).unwrap();
+        assert_eq!(received.base_verify, spec.base_verify);
+
+        for (body, expected) in [
+            ("base: scratch\nbase_verify: {keys: [a.pub]}\n", "no base to verify"),
+            ("base: reg/b:v1\nbase_verify: {keys: []}\n", "at least one public key"),
+            ("base: reg/b:v1\nbase_verify: {keys: [missing.pub]}\n", "cannot read"),
+            (
+                "base: reg/b:v1\nbase_verify: {keys: [app.yaml]}\n",
+                "not a PEM public key",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(
+                dir.path(),
+                "app.yaml",
+                &format!("name: x\n{body}publish:\n  repository: reg/x\n"),
+            );
+            let error = Catalog::load(dir.path()).unwrap_err().to_string();
+            assert!(
+                error.contains("base_verify") && error.contains(expected),
+                "{body}: {error}"
+            );
+        }
+        // Specs without it keep their canonical JSON (and so their inputs hash).
+        let spec: ImageSpec = serde_yaml::from_str("name: x\nbase: reg/b:v1\npublish: {repository: reg/x}\n").unwrap();
+        assert!(!spec.canonical_json().contains("base_verify"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub use rebake_feeds::fetch::FeedSource;
 
 use crate::{
     ConfigError, Result, Secret, parse_duration,
+    trust::{BaseVerifyRule, RawBaseVerifyRule, validate_rules},
     webhooks::{PollConfig, RawPoll, WebhookSource, validate_sources},
 };
 
@@ -78,6 +79,8 @@ struct RawNats {
 struct RawRegistries {
     #[serde(default)]
     plain_http: Vec<String>,
+    #[serde(default)]
+    verify: Vec<RawBaseVerifyRule>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -182,6 +185,8 @@ pub enum AdvisoryKind {
 struct RawSigner {
     key: Option<Secret>,
     password: Option<Secret>,
+    #[serde(default)]
+    verify_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -288,6 +293,9 @@ pub struct NatsConfig {
 pub struct RegistriesConfig {
     /// Registry hosts (`host:port`) reached over plain HTTP; all others use HTTPS.
     pub plain_http: Vec<String>,
+    /// `registries.verify`: base repositories that must carry a cosign signature by one of
+    /// the given public keys; every rule that matches a base applies (see [`crate::trust`]).
+    pub verify: Vec<BaseVerifyRule>,
 }
 
 /// `queues:`.
@@ -373,6 +381,11 @@ pub struct SignerConfig {
     pub key: Option<Secret>,
     /// Password of an encrypted key.
     pub password: Option<Secret>,
+    /// Public keys (PEM files) whose signatures count as ours besides the signing key's own
+    /// (`signer.verify_keys`): during a key rotation the old public key goes here, so images
+    /// it signed are not signed again. Signing always uses `key`. Relative paths are resolved
+    /// against the config file's directory.
+    pub verify_keys: Vec<PathBuf>,
 }
 
 /// `control:`.
@@ -431,11 +444,18 @@ impl Config {
             source,
         })?;
         let mut config = Self::from_yaml(&text, path, env)?;
-        // Relative catalog paths are relative to the config file.
-        if config.catalog_dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            config.catalog_dir = parent.join(&config.catalog_dir);
+        // Relative catalog and public key paths are relative to the config file.
+        if let Some(parent) = path.parent() {
+            let resolve = |file: &mut PathBuf| {
+                if file.is_relative() {
+                    *file = parent.join(&*file);
+                }
+            };
+            resolve(&mut config.catalog_dir);
+            config.signer.verify_keys.iter_mut().for_each(resolve);
+            for rule in &mut config.registries.verify {
+                rule.keys.iter_mut().for_each(resolve);
+            }
         }
         Ok(config)
     }
@@ -541,6 +561,10 @@ impl Config {
             feed.validate()
                 .map_err(|reason| ConfigError::invalid(&format!("feeds.{name}"), reason))?;
         }
+        let verify_rules = validate_rules(std::mem::take(&mut raw.registries.verify))?;
+        if raw.signer.verify_keys.iter().any(|path| path.as_os_str().is_empty()) {
+            return Err(ConfigError::invalid("signer.verify_keys", "an empty path"));
+        }
         let work_dir = raw
             .builder
             .work_dir
@@ -552,6 +576,7 @@ impl Config {
             },
             registries: RegistriesConfig {
                 plain_http: raw.registries.plain_http,
+                verify: verify_rules,
             },
             catalog_dir: raw.catalog.dir.unwrap_or_else(|| PathBuf::from("images")),
             queues: QueueConfig { ack_wait, max_deliver },
@@ -585,6 +610,7 @@ impl Config {
             signer: SignerConfig {
                 key: raw.signer.key,
                 password: raw.signer.password,
+                verify_keys: raw.signer.verify_keys,
             },
             control: ControlConfig {
                 listen: addr("control.listen", raw.control.listen, "127.0.0.1:9090")?,
@@ -717,6 +743,54 @@ mod tests {
     fn secrets_do_not_leak_in_debug() {
         let config = load("version: 1\ningress:\n  github:\n    secret: { value: hunter2 }\n", &[]).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    #[test]
+    fn verify_rules_and_rotation_keys_load_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rebake.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nregistries:\n  verify:\n    - match: registry.example.com/base/*\n      keys: [keys/base.pub, /etc/rebake/vendor.pub]\nsigner:\n  key: { file: cosign.key }\n  verify_keys: [old.pub]\n",
+        )
+        .unwrap();
+        let config = Config::load(&path, &HashMap::new()).unwrap();
+        let rule = &config.registries.verify[0];
+        assert_eq!(rule.pattern.as_str(), "registry.example.com/base/*");
+        assert!(rule.pattern.matches("registry.example.com/base/debian"));
+        assert_eq!(
+            rule.keys,
+            [
+                dir.path().join("keys/base.pub"),
+                PathBuf::from("/etc/rebake/vendor.pub")
+            ]
+        );
+        assert_eq!(config.signer.verify_keys, [dir.path().join("old.pub")]);
+    }
+
+    #[test]
+    fn bad_verify_rules_name_the_key() {
+        let load = |text: &str| Config::from_yaml(text, Path::new("x.yaml"), &HashMap::new());
+        let error = load("version: 1\nregistries:\n  verify:\n    - { match: reg.example/base:v1, keys: [a.pub] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("registries.verify[0].match") && error.contains("tag"),
+            "{error}"
+        );
+        let error = load("version: 1\nregistries:\n  verify:\n    - { match: reg.example/base, keys: [] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.verify[0].keys"), "{error}");
+        let error = load("version: 1\nregistries:\n  verify:\n    - { pattern: reg.example/base, keys: [a.pub] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pattern") && error.starts_with("x.yaml:4:"), "{error}");
     }
 }
 

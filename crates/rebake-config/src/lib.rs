@@ -16,10 +16,11 @@ mod config;
 mod duration;
 mod error;
 mod secret;
+pub mod trust;
 mod webhooks;
 
 pub use catalog::{
-    Catalog, DEFAULT_PLATFORM, ImageConfigSpec, ImageSpec, PackagesSpec, PublishSpec, SourceSpec,
+    BaseVerifySpec, Catalog, DEFAULT_PLATFORM, ImageConfigSpec, ImageSpec, PackagesSpec, PublishSpec, SourceSpec,
     normalise_git_identity,
 };
 pub use config::{
@@ -30,4 +31,5 @@ pub use config::{
 pub use duration::parse_duration;
 pub use error::{ConfigError, Result};
 pub use secret::Secret;
+pub use trust::{BaseVerifyRule, RepositoryPattern};
 pub use webhooks::{DEFAULT_REQUESTS_PER_MINUTE, PollConfig, RegistryPoll, WebhookKind, WebhookSource};

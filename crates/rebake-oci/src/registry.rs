@@ -494,6 +494,37 @@ impl Registry {
         Ok(tags)
     }
 
+    /// The OCI 1.1 referrers of `digest` in `registry/repository`
+    /// (`GET /v2/<repository>/referrers/<digest>`): an index of the manifests whose
+    /// `subject` is `digest` (empty when there are none).
+    ///
+    /// `Ok(None)` when the registry does not implement the referrers API: it answers `404`
+    /// (distribution 2.8 does, for a route it does not know). A registry that implements it
+    /// answers `200` even when nothing refers to `digest`.
+    pub async fn referrers(&self, registry: &str, repository: &str, digest: &str) -> Result<Option<ImageIndex>> {
+        validate_target(registry, repository)?;
+        validate_digest(digest)?;
+        let operation = format!("list referrers of {}", display_ref(registry, repository, digest));
+        let url = format!("{}/v2/{repository}/referrers/{digest}", self.base_url(registry));
+        let response = self
+            .send(registry, repository, false, &operation, |http| {
+                http.get(&url).header(ACCEPT, OCI_INDEX)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(registry, &operation, &e))?;
+        Ok(Some(from_json_bytes(&bytes, "referrers index")?))
+    }
+
     /// One probe request: the successful answer, or the [`Probe`] its status already
     /// decides (`429`: rate limited, `404`: not found).
     async fn probe_step(

@@ -46,15 +46,26 @@ fn json_string(value: &str) -> String {
 
 /// The config blob of a signature manifest: an empty image whose one diff id is the payload.
 fn signature_config(payload_digest: &str) -> Vec<u8> {
+    empty_image_config(&[payload_digest])
+}
+
+/// The config blob cosign writes for its signature and attestation manifests: an empty
+/// image whose diff ids are the layers' digests, with one history entry per layer.
+pub(crate) fn empty_image_config(layer_digests: &[&str]) -> Vec<u8> {
+    let history = vec![r#"{"created":"0001-01-01T00:00:00Z"}"#; layer_digests.len()].join(",");
+    let diff_ids = layer_digests
+        .iter()
+        .map(|digest| json_string(digest))
+        .collect::<Vec<_>>()
+        .join(",");
     format!(
-        r#"{{"architecture":"","config":{{}},"created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        json_string(payload_digest)
+        r#"{{"architecture":"","config":{{}},"created":"0001-01-01T00:00:00Z","history":[{history}],"os":"","rootfs":{{"type":"layers","diff_ids":[{diff_ids}]}}}}"#,
     )
     .into_bytes()
 }
 
 /// The repository without tag or digest, as `docker-reference` names it.
-fn repository_only(repository: &ImageRef) -> ImageRef {
+pub(crate) fn repository_only(repository: &ImageRef) -> ImageRef {
     ImageRef {
         registry: repository.registry.clone(),
         repository: repository.repository.clone(),
@@ -63,7 +74,7 @@ fn repository_only(repository: &ImageRef) -> ImageRef {
     }
 }
 
-fn parse_digest(digest: &str) -> Result<Digest> {
+pub(crate) fn parse_digest(digest: &str) -> Result<Digest> {
     Digest::new(digest).map_err(|error| SignerError::invalid("digest", error.to_string()))
 }
 
@@ -191,7 +202,7 @@ pub async fn stored_signature_is_valid(
 }
 
 /// True when `payload` is simple-signing JSON for `docker_reference` and `digest`.
-fn payload_names(payload: &[u8], docker_reference: &str, digest: &str) -> bool {
+pub(crate) fn payload_names(payload: &[u8], docker_reference: &str, digest: &str) -> bool {
     let Ok(document) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return false;
     };
@@ -224,6 +235,15 @@ mod tests {
         let payload = simple_signing_payload("a\"b", DIGEST);
         let document: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(document["critical"]["identity"]["docker-reference"], "a\"b");
+    }
+
+    #[test]
+    fn attestation_config_lists_every_layer() {
+        let other = format!("sha256:{}", "f".repeat(64));
+        let config = empty_image_config(&[DIGEST, &other]);
+        let value: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(value["rootfs"]["diff_ids"], serde_json::json!([DIGEST, other]));
+        assert_eq!(value["history"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -1,4 +1,14 @@
-//! The signing key: ECDSA P-256 from a PKCS#8 PEM or cosign's encrypted PEM.
+//! The signing key: ECDSA P-256 from a PKCS#8 PEM or cosign's encrypted PEM, with the
+//! public keys it also accepts during a key rotation.
+//!
+//! # Rotation
+//!
+//! One key signs; several are accepted. [`SignerKey::with_verify_keys`] adds the public
+//! keys of `signer.verify_keys` (the old key during a rotation): [`SignerKey::verify`], and
+//! so the signer's idempotency check ([`crate::stored_signature_is_valid`]), then accepts a
+//! stored signature by any of them, so a rotation does not re-sign every published image;
+//! new signatures are made with the signing key only. Once every image that matters has
+//! been re-signed (rebuilt) with the new key, drop the old one from `verify_keys`.
 
 use std::fmt;
 
@@ -11,25 +21,31 @@ use sigstore::crypto::verification_key::CosignVerificationKey;
 use sigstore::crypto::{Signature, SigningScheme};
 
 use crate::error::{Result, SignerError};
+use crate::verifying::{VerifyingKey, VerifyingKeys};
 
 /// The only scheme Rebake signs with (cosign's default for keyed signing).
 const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
 
-/// An ECDSA P-256 private key ready to sign, with its public half.
+/// An ECDSA P-256 private key ready to sign, with its public half, and the other public
+/// keys whose signatures it accepts as its own (key rotation, see the module docs).
 ///
-/// `Debug` shows only the SHA-256 of the public key (the key id), never private material.
+/// `Debug` shows only the SHA-256 of the public keys (the key ids), never private material.
 pub struct SignerKey {
     signer: SigStoreSigner,
     verification_key: CosignVerificationKey,
     public_key_pem: String,
     key_id: String,
+    /// Accepted besides the signing key (`signer.verify_keys`); never used to sign.
+    also_accepted: VerifyingKeys,
 }
 
 impl fmt::Debug for SignerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let also_accepted: Vec<&str> = self.also_accepted.keys().iter().map(VerifyingKey::key_id).collect();
         f.debug_struct("SignerKey")
             .field("scheme", &"ecdsa-p256-sha256")
             .field("key_id", &self.key_id)
+            .field("also_accepted", &also_accepted)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +118,50 @@ impl SignerKey {
             verification_key,
             public_key_pem,
             key_id: rebake_oci::sha256_digest(&public_key_der),
+            also_accepted: VerifyingKeys::default(),
         })
+    }
+
+    /// Also accepts signatures by `keys` in [`SignerKey::verify`] (the old public key
+    /// during a rotation, from `signer.verify_keys`). Signing still uses only this key; a
+    /// key equal to the signing key's public half is ignored.
+    pub fn with_verify_keys(mut self, keys: &VerifyingKeys) -> Result<Self> {
+        for key in keys.keys() {
+            if key.key_id() != self.key_id {
+                self.also_accepted.push(VerifyingKey::from_pem(key.pem().as_bytes())?);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The public keys accepted besides the signing key's own.
+    pub fn also_accepted(&self) -> &VerifyingKeys {
+        &self.also_accepted
+    }
+
+    /// Every accepted public key, the signing key's first: what a verifier of Rebake's
+    /// signatures should be given during a rotation.
+    pub fn verifying_keys(&self) -> Result<VerifyingKeys> {
+        let mut keys = VerifyingKeys::from_pems([self.public_key_pem.as_bytes()])?;
+        for key in self.also_accepted.keys() {
+            keys.push(VerifyingKey::from_pem(key.pem().as_bytes())?);
+        }
+        Ok(keys)
+    }
+
+    /// A fresh random ECDSA P-256 key (tests, and anyone who needs a throwaway key).
+    pub fn generate() -> Result<Self> {
+        let keys = ECDSAKeys::new(sigstore::crypto::signing_key::ecdsa::EllipticCurve::P256).map_err(|_| {
+            SignerError::Key {
+                reason: "cannot generate an ecdsa p-256 key",
+            }
+        })?;
+        let pem = SigStoreKeyPair::ECDSA(keys)
+            .private_key_to_pem()
+            .map_err(|_| SignerError::Key {
+                reason: "the generated key cannot be encoded",
+            })?;
+        Self::from_pem(pem.as_bytes(), None)
     }
 
     /// The public key as a PEM `PUBLIC KEY` (what `cosign verify --key` takes).
@@ -124,11 +183,23 @@ impl SignerKey {
         })
     }
 
-    /// True when `signature` (DER) is a valid signature of `payload` by this key.
+    /// True when `signature` (DER) is a valid signature of `payload` by this key or by one
+    /// of the keys it also accepts ([`SignerKey::with_verify_keys`]).
     pub fn verify(&self, payload: &[u8], signature: &[u8]) -> bool {
-        self.verification_key
+        self.accepting_key_id(payload, signature).is_some()
+    }
+
+    /// The id of the accepted key (this one first, then [`SignerKey::also_accepted`]) whose
+    /// signature of `payload` `signature` is.
+    pub fn accepting_key_id(&self, payload: &[u8], signature: &[u8]) -> Option<&str> {
+        if self
+            .verification_key
             .verify_signature(Signature::Raw(signature), payload)
             .is_ok()
+        {
+            return Some(&self.key_id);
+        }
+        self.also_accepted.verify(payload, signature)
     }
 }
 
@@ -241,6 +312,36 @@ mod tests {
         assert!(output.status.success());
         let error = SignerKey::from_pem(&output.stdout, None).unwrap_err();
         assert!(error.to_string().contains("openssl pkcs8"), "{error}");
+    }
+
+    #[test]
+    fn rotation_accepts_the_old_key_and_signs_with_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SignerKey::from_pem(&openssl_pkcs8_key(dir.path()), None).unwrap();
+        let stranger = SignerKey::from_pem(&openssl_pkcs8_key(dir.path()), None).unwrap();
+        let old_public = old.public_key_pem().unwrap();
+        let new_pem = openssl_pkcs8_key(dir.path());
+        let new = SignerKey::from_pem(&new_pem, None).unwrap();
+        let new_public = new.public_key_pem().unwrap();
+        let accepted = VerifyingKeys::from_pems([old_public.as_bytes(), new_public.as_bytes()]).unwrap();
+        let new = new.with_verify_keys(&accepted).unwrap();
+        // The signing key's own public half is not listed twice.
+        assert_eq!(new.also_accepted().keys().len(), 1);
+        assert!(format!("{new:?}").contains(old.key_id()));
+
+        let by_old = old.sign(b"payload").unwrap();
+        assert!(new.verify(b"payload", &by_old));
+        assert_eq!(new.accepting_key_id(b"payload", &by_old), Some(old.key_id()));
+        let by_new = new.sign(b"payload").unwrap();
+        assert_eq!(new.accepting_key_id(b"payload", &by_new), Some(new.key_id()));
+        // What it signs verifies with the new key alone, not the old one.
+        assert!(!old.verify(b"payload", &by_new));
+        assert!(!new.verify(b"payload", &stranger.sign(b"payload").unwrap()));
+        assert!(!new.verify(b"other", &by_old));
+
+        let all = new.verifying_keys().unwrap();
+        let ids: Vec<&str> = all.keys().iter().map(VerifyingKey::key_id).collect();
+        assert_eq!(ids, [new.key_id(), old.key_id()]);
     }
 
     #[test]

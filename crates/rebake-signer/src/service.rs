@@ -6,17 +6,25 @@ use std::time::Duration;
 
 use rebake_bus::{Bus, ConsumerSpec, Delivery, Kv, Need, Outcome, run_consumer};
 use rebake_config::ImageSpec;
-use rebake_events::state::{BuildRecord, CauseRecord, ImageState, SourceRevision, StageRecord};
+use rebake_events::state::{
+    BuildRecord, CauseRecord, ImageState, ScanReport, SourceRevision, StageRecord, sbom_key, scan_key,
+};
 use rebake_events::{Bucket, Digest, Envelope, EventKind, ImageName, Queue, deterministic_id, now_ms, pb};
-use rebake_oci::{ImageRef, Registry};
+use rebake_oci::{Descriptor, ImageRef, Registry};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, error, info, warn};
 
+use crate::attest::{
+    Attestation, CYCLONEDX_PREDICATE_TYPE, SLSA_PROVENANCE_PREDICATE_TYPE, SPDX_PREDICATE_TYPE, VULN_PREDICATE_TYPE,
+    attest_and_store, stored_attestations_are_valid,
+};
 use crate::cosign::{sign_and_store, stored_signature_is_valid};
 use crate::error::{Result, SignerError, error_chain};
 use crate::key::SignerKey;
 use crate::promote::promote;
+use crate::provenance::{slsa_provenance, vulnerability_predicate};
+use crate::verifying::VerifyingKeys;
 
 /// Messages handled at once by this process.
 const CONCURRENCY: usize = 2;
@@ -67,10 +75,14 @@ pub async fn serve(
         deliver_all: true,
     };
     let key_id = key.key_id().to_string();
+    // The signer's public key and the other accepted ones (`signer.verify_keys`, during a
+    // rotation): what stored signatures and attestations must verify with to count as done.
+    let own_key = key.verifying_keys()?;
     let worker = Arc::new(Worker {
         bus: bus.clone(),
         registry,
         key,
+        own_key,
         builds,
         images,
     });
@@ -88,6 +100,7 @@ struct Worker {
     bus: Bus,
     registry: Registry,
     key: SignerKey,
+    own_key: VerifyingKeys,
     builds: Kv,
     images: Kv,
 }
@@ -214,18 +227,33 @@ impl Worker {
         .await
     }
 
-    /// Sign, promote, record, announce — skipping whatever a previous delivery finished.
+    /// Sign, attest, promote, record, announce — skipping whatever a previous delivery
+    /// finished.
     async fn process(
         &self,
         build: &pb::BuildDone,
         job: &Job,
         traceparent: &str,
     ) -> std::result::Result<(), StageError> {
+        let attestations = self.attestations(build).await.map_err(at(STAGE_SIGN))?;
+        let predicate_types: Vec<&str> = attestations
+            .iter()
+            .map(|attestation| attestation.predicate_type.as_str())
+            .collect();
         let signed = stored_signature_is_valid(&self.registry, &self.key, &job.published, job.digest.as_str())
             .await
             .map_err(at(STAGE_SIGN))?;
-        let published = if signed && self.tags_in_place(job).await.map_err(at(STAGE_PUBLISH))? {
-            debug!("already signed and published; announcing again");
+        let attested = stored_attestations_are_valid(
+            &self.registry,
+            &self.own_key,
+            &job.published,
+            job.digest.as_str(),
+            &predicate_types,
+        )
+        .await
+        .map_err(at(STAGE_SIGN))?;
+        let published = if signed && attested && self.tags_in_place(job).await.map_err(at(STAGE_PUBLISH))? {
+            debug!("already signed, attested and published; announcing again");
             Published::Already
         } else {
             if let Some(newer) = self.newer_live_build(build, job).await.map_err(at(STAGE_PUBLISH))? {
@@ -242,12 +270,31 @@ impl Worker {
                     .await
                     .map_err(at(STAGE_SIGN))?;
             }
+            let referrers = if attested {
+                debug!("valid attestations already stored; not attesting again");
+                "already stored"
+            } else {
+                let stored = self
+                    .attest(job, &attestations)
+                    .instrument(stage_span(STAGE_SIGN, build, job))
+                    .await
+                    .map_err(at(STAGE_SIGN))?;
+                if stored.referrers.is_some() {
+                    "also as referrers"
+                } else {
+                    "tag only, no referrers api"
+                }
+            };
             let sign = StageRecord {
                 name: STAGE_SIGN.to_string(),
                 started_at_ms: sign_started,
                 finished_at_ms: now_ms(),
                 ok: true,
-                summary: format!("signed with key {}", self.key.key_id()),
+                summary: format!(
+                    "signed with key {}; attested {} ({referrers})",
+                    self.key.key_id(),
+                    short_types(&predicate_types)
+                ),
             };
             let publish_started = now_ms();
             promote(
@@ -277,6 +324,67 @@ impl Worker {
             .map_err(at(STAGE_PUBLISH))?;
         info!(image = %job.image, build_id = %build.build_id, digest = %job.digest, repository = %job.published.repo_string(), tags = ?job.tags, "image published");
         Ok(())
+    }
+
+    /// The statements to attest for `build`: its SBOMs and scan report as the scanner
+    /// stored them, and its provenance. A missing SBOM or report is logged and left out.
+    async fn attestations(&self, build: &pb::BuildDone) -> Result<Vec<Attestation>> {
+        let build_id = build.build_id.as_str();
+        let read = |what: &str| SignerError::bus(format!("read the {what} of build {build_id}"));
+        let record: Option<BuildRecord> = self.builds.get(build_id).await.map_err(read("record"))?;
+        let mut attestations = Vec::with_capacity(4);
+        for (format, predicate_type) in [("spdx", SPDX_PREDICATE_TYPE), ("cyclonedx", CYCLONEDX_PREDICATE_TYPE)] {
+            let sbom: Option<serde_json::Value> = self
+                .builds
+                .get(&sbom_key(build_id, format))
+                .await
+                .map_err(read(&format!("{format} sbom")))?;
+            match sbom {
+                Some(predicate) => attestations.push(Attestation {
+                    predicate_type: predicate_type.to_string(),
+                    predicate,
+                }),
+                None => warn!(build_id, format, "no sbom stored for this build; not attesting it"),
+            }
+        }
+        let report: Option<ScanReport> = self
+            .builds
+            .get(&scan_key(build_id))
+            .await
+            .map_err(read("scan report"))?;
+        match report {
+            Some(report) => {
+                let scan_stage = record
+                    .as_ref()
+                    .and_then(|record| record.stages.iter().rev().find(|stage| stage.name == "scan"));
+                attestations.push(Attestation {
+                    predicate_type: VULN_PREDICATE_TYPE.to_string(),
+                    predicate: vulnerability_predicate(build_id, &report, scan_stage)?,
+                });
+            }
+            None => warn!(build_id, "no scan report stored for this build; not attesting it"),
+        }
+        attestations.push(Attestation {
+            predicate_type: SLSA_PROVENANCE_PREDICATE_TYPE.to_string(),
+            predicate: slsa_provenance(build, record.as_ref())?,
+        });
+        Ok(attestations)
+    }
+
+    /// Signs and stores `attestations` about the staged image (whose manifest gives the
+    /// descriptor referrers point at) in the published repository.
+    async fn attest(&self, job: &Job, attestations: &[Attestation]) -> Result<crate::attest::StoredAttestations> {
+        let staged = self
+            .registry
+            .get_manifest(&job.staging.registry, &job.staging.repository, job.digest.as_str())
+            .await
+            .map_err(SignerError::registry(format!(
+                "get staged manifest {}@{}",
+                job.staging.repo_string(),
+                job.digest
+            )))?;
+        let image = Descriptor::new(staged.media_type, staged.digest, staged.bytes.len() as i64);
+        attest_and_store(&self.registry, &self.key, &job.published, &image, attestations).await
     }
 
     /// True when every tag of the published repository already points at the digest.
@@ -504,6 +612,22 @@ fn new_record(build: &pb::BuildDone) -> BuildRecord {
         size_bytes: build.size_bytes,
         ..BuildRecord::default()
     }
+}
+
+/// The predicate types in a build record summary: the last path segment of each URI
+/// (`Document`, `bom`, `v1`...) is ambiguous, so name them.
+fn short_types(predicate_types: &[&str]) -> String {
+    predicate_types
+        .iter()
+        .map(|predicate_type| match *predicate_type {
+            SPDX_PREDICATE_TYPE => "spdx",
+            CYCLONEDX_PREDICATE_TYPE => "cyclonedx",
+            VULN_PREDICATE_TYPE => "vuln",
+            SLSA_PROVENANCE_PREDICATE_TYPE => "slsa-provenance",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Redelivery delay after a transient failure on delivery `delivered` (1-based).

@@ -6,13 +6,13 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use prost::Message as _;
 use rebake_bus::Bus;
-use rebake_events::state::{BuildRecord, ImageState, PublishedImage, StageRecord};
+use rebake_events::state::{BuildRecord, ImageState, PublishedImage, ScanReport, StageRecord, sbom_key, scan_key};
 use rebake_events::{Bucket, Envelope, EventKind, ImageName, Names, Queue, deterministic_id, pb};
 use rebake_oci::{
     Descriptor, ImageConfig, ImageManifest, ImageRef, LayerEntry, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Registry,
     RootFs, build_layer, to_json_bytes,
 };
-use rebake_signer::SignerKey;
+use rebake_signer::{SignerKey, VerifyingKeys};
 use rebake_testkit::{NatsServer, RegistryServer, eventually};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +23,8 @@ struct Sandbox {
     host: String,
     bus: Bus,
     registry: Registry,
+    /// The signer's public key (PEM).
+    public_key: String,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -37,6 +39,7 @@ impl Sandbox {
         bus.ensure(&rebake_bus::Need::all()).await?;
         let registry = Registry::new(vec![host.clone()]);
         let key = SignerKey::from_pem(openssl_key()?.as_bytes(), None)?;
+        let public_key = key.public_key_pem()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         rebake_signer::serve(bus.clone(), registry.clone(), key, shutdown.clone(), tracker.clone()).await?;
@@ -46,6 +49,7 @@ impl Sandbox {
             host,
             bus,
             registry,
+            public_key,
             shutdown,
             tracker,
         })
@@ -153,6 +157,33 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Stores what the scanner stores for a build: both SBOMs and the scan report.
+    async fn put_reports(&self, build_id: &str, digest: &str) -> anyhow::Result<()> {
+        let builds = self.bus.kv(Bucket::Builds).await?;
+        builds
+            .put(
+                &sbom_key(build_id, "spdx"),
+                &serde_json::json!({"spdxVersion": "SPDX-2.3", "name": "app"}),
+            )
+            .await?;
+        builds
+            .put(
+                &sbom_key(build_id, "cyclonedx"),
+                &serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6"}),
+            )
+            .await?;
+        let report = ScanReport {
+            build_id: build_id.to_string(),
+            image: "app".into(),
+            digest: digest.to_string(),
+            passed: true,
+            scanned_at_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
+        builds.put(&scan_key(build_id), &report).await?;
+        Ok(())
+    }
+
     async fn record(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
         Ok(self.bus.kv(Bucket::Builds).await?.get(build_id).await?)
     }
@@ -213,6 +244,7 @@ async fn publishes_a_scanned_build_once() -> anyhow::Result<()> {
     let digest = sandbox.stage_image().await?;
     let build_id = "0190a000-0000-7000-8000-000000000001";
     sandbox.put_record(build_id).await?;
+    sandbox.put_reports(build_id, &digest).await?;
     let scan = sandbox.scan(build_id, &digest, sandbox.spec_json());
     sandbox.enqueue(&scan, "scan-1").await?;
 
@@ -244,6 +276,39 @@ async fn publishes_a_scanned_build_once() -> anyhow::Result<()> {
         .resolve(&format!("apps/app:{}", event.signature_tag))
         .await?
         .context("no signature")?;
+    // Four attestations (two SBOMs, the scan, provenance), verifiable with the public key.
+    let attestation_tag = format!("sha256-{}.att", &digest["sha256:".len()..]);
+    let attestations = sandbox
+        .registry
+        .get_manifest(&sandbox.host, "apps/app", &attestation_tag)
+        .await?;
+    let predicate_types: Vec<String> = attestations
+        .to_manifest()?
+        .layers
+        .iter()
+        .map(|layer| layer.annotations["predicateType"].clone())
+        .collect();
+    assert_eq!(
+        predicate_types,
+        [
+            rebake_signer::SPDX_PREDICATE_TYPE,
+            rebake_signer::CYCLONEDX_PREDICATE_TYPE,
+            rebake_signer::VULN_PREDICATE_TYPE,
+            rebake_signer::SLSA_PROVENANCE_PREDICATE_TYPE
+        ]
+    );
+    let keys = VerifyingKeys::from_pems([sandbox.public_key.as_bytes()])?;
+    let image = ImageRef::parse(&format!("{}/apps/app:latest", sandbox.host))?;
+    let report = rebake_signer::verify_image(&sandbox.registry, &image, &keys).await?;
+    assert!(report.passed(), "{:?}", report.checks);
+    let sign_stage = &record.stages[1];
+    assert!(
+        sign_stage
+            .summary
+            .contains("attested spdx, cyclonedx, vuln, slsa-provenance (tag only, no referrers api)"),
+        "{}",
+        sign_stage.summary
+    );
 
     // A redelivery (here: the same scan enqueued again) changes nothing: no new signature,
     // no new event.
@@ -255,7 +320,49 @@ async fn publishes_a_scanned_build_once() -> anyhow::Result<()> {
         sandbox.resolve(&format!("apps/app:{}", event.signature_tag)).await?,
         Some(signature_manifest)
     );
+    assert_eq!(
+        sandbox.resolve(&format!("apps/app:{attestation_tag}")).await?,
+        Some(attestations.digest.clone()),
+        "attestations not written again"
+    );
     assert_eq!(sandbox.record(build_id).await?.context("record")?, record);
+
+    // Attestations that no longer verify (here: the signature manifest stored under the
+    // .att tag) are written again by the next delivery; nothing else changes.
+    let signature = sandbox
+        .registry
+        .get_manifest(&sandbox.host, "apps/app", &event.signature_tag)
+        .await?;
+    sandbox
+        .registry
+        .put_manifest(
+            &sandbox.host,
+            "apps/app",
+            &attestation_tag,
+            &signature.bytes,
+            &signature.media_type,
+        )
+        .await?;
+    assert!(
+        !rebake_signer::verify_image(&sandbox.registry, &image, &keys)
+            .await?
+            .passed()
+    );
+    sandbox.enqueue(&scan, "scan-1-repair").await?;
+    eventually("the attestations rewritten", || async {
+        anyhow::Ok(
+            rebake_signer::verify_image(&sandbox.registry, &image, &keys)
+                .await?
+                .passed(),
+        )
+    })
+    .await?;
+    assert_eq!(
+        sandbox.resolve("apps/app:latest").await?.as_deref(),
+        Some(digest.as_str())
+    );
+    let (sequence_after, _, _) = sandbox.last_event(EventKind::ImagePublished).await?;
+    assert_eq!(sequence_after, sequence, "announced once");
     sandbox.stop().await;
     Ok(())
 }

@@ -66,6 +66,12 @@ pub enum Command {
     Up,
     /// Print the version.
     Version,
+    /// Signing keys: print the public key (`rebake key public`).
+    Key {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: crate::keys::KeyCommand,
+    },
     /// List images and their state (control API client).
     Images {
         /// Control API address.
@@ -243,6 +249,40 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Output,
     },
+    /// Verify a published image with only its registry and public keys: the cosign
+    /// signature and every attestation (SBOMs, vulnerability report, SLSA provenance) —
+    /// signatures, subject digests, presence. Exits 1 when a check fails.
+    Verify {
+        /// `registry/repository:tag` or `registry/repository@sha256:…`.
+        image: String,
+        /// Public key PEM that may have signed (repeatable, e.g. old and new during a
+        /// rotation).
+        #[arg(long = "key", value_name = "PUBLIC.pem", required = true)]
+        keys: Vec<PathBuf>,
+        /// Speak plain HTTP to the image's registry (a local registry without TLS).
+        #[arg(long)]
+        plain_http: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Rebuild a published image from the inputs its (verified) provenance records, in a
+    /// clean temporary place, and report whether the digest is bit-for-bit identical;
+    /// differences are explained down to the file. Exits 1 when they differ.
+    RebuildCheck {
+        /// `registry/repository:tag` or `registry/repository@sha256:…`.
+        image: String,
+        /// Public key PEM the provenance must be signed with (repeatable).
+        #[arg(long = "key", value_name = "PUBLIC.pem", required = true)]
+        keys: Vec<PathBuf>,
+        /// Speak plain HTTP to the image's registry and to the registries the provenance
+        /// names (local registries without TLS).
+        #[arg(long)]
+        plain_http: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Print the SBOM of an image's published build, or of one build (control API client).
     Sbom {
         /// Catalog image name.
@@ -386,7 +426,19 @@ pub async fn run_client(command: Command) -> Option<Result<()>> {
             format,
             endpoint,
         } => sbom(&endpoint, &image, &build, &format).await,
-        Command::Serve { .. } | Command::Up | Command::Version => return None,
+        Command::Verify {
+            image,
+            keys,
+            plain_http,
+            output,
+        } => crate::verify::verify(&image, &keys, plain_http, output, style(output)).await,
+        Command::RebuildCheck {
+            image,
+            keys,
+            plain_http,
+            output,
+        } => crate::rebuild_check::run(&image, &keys, plain_http, output).await,
+        Command::Serve { .. } | Command::Up | Command::Version | Command::Key { .. } => return None,
     })
 }
 

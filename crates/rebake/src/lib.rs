@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod keys;
+pub mod rebuild_check;
+pub mod verify;
 
 use std::{collections::HashMap, net::SocketAddr, str::FromStr};
 
@@ -110,6 +113,8 @@ struct Prepared {
     /// What the ingress polls (`None`: polling is off or the catalog is unreadable).
     poll_targets: Option<rebake_ingress::poll::PollTargets>,
     signer_key: Option<rebake_signer::SignerKey>,
+    /// `registries.verify` with its keys loaded, for the builder.
+    base_trust: Option<rebake_builder::trust::BaseTrust>,
     ingress_listener: Option<tokio::net::TcpListener>,
     control_listener: Option<tokio::net::TcpListener>,
     /// Control tokens (secrets read) and TLS identity.
@@ -122,6 +127,7 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
         ingress: None,
         poll_targets: None,
         signer_key: None,
+        base_trust: None,
         ingress_listener: None,
         control_listener: None,
         control: None,
@@ -129,6 +135,7 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
     if services.contains(&Service::Resolver) {
         let catalog = Catalog::load(&config.catalog_dir)
             .with_context(|| format!("failed to load the image catalog from {}", config.catalog_dir.display()))?;
+        keys::check_catalog_keys(&catalog)?;
         prepared.catalog = Some(catalog);
     }
     if services.contains(&Service::Ingress) {
@@ -180,20 +187,16 @@ async fn prepare(services: &[Service], config: &Config, env: &HashMap<String, St
         );
     }
     if services.contains(&Service::Signer) {
-        let key_secret = config
-            .signer
-            .key
-            .as_ref()
-            .context("signer.key is not set: the signer needs an ECDSA P-256 private key")?;
-        let pem = key_secret.read("signer.key", env)?;
-        let password = config
-            .signer
-            .password
-            .as_ref()
-            .map(|secret| secret.read("signer.password", env))
-            .transpose()?;
-        let key = rebake_signer::SignerKey::from_pem(&pem, password.as_deref()).context("failed to load signer.key")?;
+        let key = keys::signer_key(config, env)?;
+        tracing::info!(key = ?key, "signing key loaded");
         prepared.signer_key = Some(key);
+    }
+    if services.contains(&Service::Builder) {
+        let trust = keys::base_trust(config)?;
+        if !trust.is_empty() {
+            tracing::info!(rules = trust.len(), "base images are checked against registries.verify");
+        }
+        prepared.base_trust = Some(trust);
     }
     if services.contains(&Service::Control) {
         prepared.control_listener = Some(
@@ -370,6 +373,7 @@ pub async fn start(
                     workers: config.builder.workers,
                     work_dir: config.builder.work_dir.clone(),
                     staging_prefix: config.builder.staging_prefix.clone(),
+                    base_trust: prepared.base_trust.take().expect("prepare loads the base trust rules"),
                 };
                 let feeds = feed_client(config.builder.package_cache.clone())?;
                 rebake_builder::serve(

@@ -52,9 +52,13 @@ fn main() -> ExitCode {
                 println!("{}", rebake_runtime::version_line());
                 Ok(())
             }
+            // Everything `rebake key` reads is input it was given: any failure is a usage error.
+            (Command::Key { command }, _) => {
+                rebake::keys::run(command, cli.config.as_ref(), &env).map_err(|error| (EXIT_USAGE, error))
+            }
             (command, None) => match cli::run_client(command).await {
                 Some(result) => result.map_err(|error| (1, error)),
-                None => unreachable!("serve and up always name services; version is handled above"),
+                None => unreachable!("serve and up always name services; version and key are handled above"),
             },
         }
     });
