@@ -338,8 +338,10 @@ async fn every_rpc_answers_from_a_real_cascade() -> Result<()> {
         "resumed child built on {child_base}, not {app_v2}"
     );
 
-    // --- TriggerRebuild: a build with the operator's reason, through the resolver ---
+    // --- TriggerRebuild: a build with the operator's reason, through the resolver, on
+    // what upstream has now (a commit nobody sent a webhook for) ---
     let before = wait_build(&mut client, "app", "", "published").await?;
+    let unannounced = sandbox.commit_source("<h1>v2, no webhook</h1>\n")?;
     let triggered = client
         .trigger_rebuild(authed(
             ADMIN_TOKEN,
@@ -359,6 +361,18 @@ async fn every_rpc_answers_from_a_real_cascade() -> Result<()> {
             .any(|cause| cause.contains("rotate the layer cache") && cause.contains("oncall")),
         "causes of the triggered build: {:?}",
         forced.causes
+    );
+    let app_now = client
+        .get_image(authed(READ_TOKEN, GetImageRequest { name: "app".into() }))
+        .await?
+        .into_inner();
+    ensure!(
+        app_now
+            .sources
+            .first()
+            .is_some_and(|source| source.commit == unannounced),
+        "the triggered build did not pick up the new commit {unannounced}: {:?}",
+        app_now.sources
     );
     let refused = client
         .trigger_rebuild(authed(

@@ -75,7 +75,10 @@ pub enum ControlError {
         source: tonic::transport::Error,
     },
     /// The client could not connect to the control API.
-    #[error("failed to connect to the control api at {endpoint}")]
+    #[error(
+        "failed to connect to the control api at {endpoint} (is `rebake up` or `rebake serve control` running there? \
+         point at it with --endpoint or REBAKE_CONTROL_ENDPOINT)"
+    )]
     Connect {
         /// The endpoint as used.
         endpoint: String,

@@ -124,10 +124,24 @@ pub fn duration(ms: i64) -> String {
 /// The first 8 characters of a build id (UUIDv7: the time part), `-` when empty.
 pub fn short_build_id(id: &str) -> String {
     if id.is_empty() {
-        "-".to_string()
-    } else {
-        id.chars().take(8).collect()
+        return "-".to_string();
     }
+    // Build ids are UUIDv7: the first digits are a timestamp, shared by every build of a
+    // cascade; the last ones are random. Show those (`rebake why` takes them too).
+    let hex: Vec<char> = id.chars().filter(char::is_ascii_hexdigit).collect();
+    if looks_like_build_id(id) {
+        hex[hex.len() - SHORT_ID_CHARS..].iter().collect()
+    } else {
+        id.chars().take(SHORT_ID_CHARS).collect()
+    }
+}
+
+/// Hex digits of a short build id.
+pub const SHORT_ID_CHARS: usize = 8;
+
+/// Whether `text` could be a short build id as [`short_build_id`] prints it.
+pub fn looks_like_short_build_id(text: &str) -> bool {
+    text.len() == SHORT_ID_CHARS && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Whether `text` has the shape of a build id (a UUID: 8-4-4-4-12 hex digits). Image names
@@ -903,6 +917,11 @@ pub fn why_to_json(why: &WhyResponse) -> Value {
 
 /// `IMAGE FINDING SEVERITY PACKAGE FIX AVAILABLE FIXED PUBLISHED EXPOSURE OPEN`.
 pub fn render_exposure_table(exposure: &Exposure, style: Style) -> String {
+    if exposure.entries.is_empty() {
+        return "no exposure: no published image has, or had, a finding with a fixed version \
+                (findings come from the advisory sources in scanner.advisories)\n"
+            .to_string();
+    }
     let mut rows = vec![
         [
             "IMAGE",
@@ -1245,7 +1264,10 @@ mod tests {
         assert!(!looks_like_build_id("apps/web"));
         assert!(!looks_like_build_id("my-app"));
         assert!(!looks_like_build_id("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"));
-        assert_eq!(short_build_id("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), "0193a1b2");
+        // The random tail of a UUIDv7, not its shared timestamp head.
+        assert_eq!(short_build_id("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), "2e3f4a5b");
+        assert!(looks_like_short_build_id("2e3f4a5b"));
+        assert!(!looks_like_short_build_id("apps/web"));
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
     }
@@ -1385,7 +1407,7 @@ flowchart TD
                 },
                 PublishedDigest {
                     digest: digest("ef"),
-                    build_id: "01939999-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+                    build_id: "01939999-c3d4-7e5f-8a9b-0c1d99999999".into(),
                     published_at_ms: NOW - 86_400_000,
                     base_digest: digest("12"),
                 },
@@ -1434,10 +1456,10 @@ flowchart TD
             "  https://git.local/web.git main @ 4f2a9c1\n",
             "  2 packages from debian-bookworm\n",
             "  openssl 3.0.15-1 (linux/amd64)\n",
-            "  build 0193a1b2: passed, 3 findings (0 critical, 1 high, 2 medium, 0 low, 0 other), 1 fixable\n",
+            "  build 2e3f4a5b: passed, 3 findings (0 critical, 1 high, 2 medium, 0 low, 0 other), 1 fixable\n",
             "  PUBLISHED            DIGEST               BUILD     BASE DIGEST\n",
-            "  2026-12-03 12:06:30  sha256:cdcdcdcdcdcd  0193a1b2  sha256:abababababab\n",
-            "  2026-12-02 13:06:30  sha256:efefefefefef  01939999  sha256:121212121212\n",
+            "  2026-12-03 12:06:30  sha256:cdcdcdcdcdcd  2e3f4a5b  sha256:abababababab\n",
+            "  2026-12-02 13:06:30  sha256:efefefefefef  99999999  sha256:121212121212\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -1615,8 +1637,8 @@ BUILD                                 IMAGE     STATUS     REQUESTED            
             ],
         };
         let expected = "\
-2026-12-03 13:06:30  build apps/web 0193a1b2 → sha256:cdcdcdcdcdcd: parent base published
-2026-12-03 13:05:30    └─ build base 0193a0ff → sha256:abababababab: base image changed
+2026-12-03 13:06:30  build apps/web 00000003 → sha256:cdcdcdcdcdcd: parent base published
+2026-12-03 13:05:30    └─ build base 00000001 → sha256:abababababab: base image changed
 2026-12-03 13:05:20      └─ upstream change: registry tag r/debian:12 -> sha256:y
 ";
         assert_eq!(render_why(&why, Style::PLAIN), expected);

@@ -147,6 +147,10 @@ pub async fn serve(
 
     let names = bus.names().clone();
     let upstream_resolver = resolver.clone();
+    let upstream = Upstream {
+        registry: registry.clone(),
+        feeds: used_feeds.clone(),
+    };
     run_consumer(
         bus.clone(),
         ConsumerSpec {
@@ -160,7 +164,8 @@ pub async fn serve(
         tracker.clone(),
         move |delivery| {
             let resolver = upstream_resolver.clone();
-            async move { handle_upstream(&resolver, delivery).await }
+            let upstream = upstream.clone();
+            async move { handle_upstream(&resolver, &upstream, delivery).await }
         },
     )
     .await?;
@@ -239,7 +244,15 @@ async fn refresh_feeds(resolver: &Arc<Mutex<Resolver>>, feeds: &[String], why: &
 }
 
 /// Routes one upstream event: a feed change fetches the new index first (outside the lock).
-async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) -> Outcome {
+/// What the resolver reads upstream itself (resync, and before an operator's rebuild).
+#[derive(Clone)]
+struct Upstream {
+    registry: Registry,
+    /// Feeds the catalog uses.
+    feeds: Vec<String>,
+}
+
+async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, upstream: &Upstream, delivery: Delivery) -> Outcome {
     let event: pb::UpstreamChanged = match delivery.decode() {
         Ok(event) => event,
         Err(error) => {
@@ -248,6 +261,16 @@ async fn handle_upstream(resolver: &Arc<Mutex<Resolver>>, delivery: Delivery) ->
             };
         }
     };
+    if let Some(pb::upstream_changed::Change::ManualTrigger(trigger)) = &event.change {
+        // "Rebuild now" means with what upstream has now, even if no webhook said so:
+        // re-read tracked tags, branches and feeds first (a HEAD, an ls-remote and a
+        // conditional request each).
+        refresh_feeds(resolver, &upstream.feeds, "operator trigger").await;
+        let changes = refresh_upstream(resolver, &upstream.registry).await;
+        if !changes.is_empty() {
+            tracing::info!(image = %trigger.image, changes = %changes.join(", "), "upstream moved without telling us; the triggered build uses it");
+        }
+    }
     if let Some(pb::upstream_changed::Change::AdvisoryFix(fix)) = &event.change {
         let fix = fix.clone();
         return on_advisory_fix(resolver, &delivery, &event, &fix).await;
@@ -343,6 +366,26 @@ async fn on_advisory_fix(
 
 /// Re-reads every tracked tag and branch, then plans.
 async fn resync(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) {
+    let changes = refresh_upstream(resolver, registry).await;
+    let mut guard = resolver.lock().await;
+    let cause = CauseRecord {
+        kind: "resync".to_string(),
+        description: if changes.is_empty() {
+            "periodic resync".to_string()
+        } else {
+            format!("resync found {}", changes.join(", "))
+        },
+        event_id: String::new(),
+        at_ms: now_ms(),
+    };
+    if let Err(error) = guard.plan_and_dispatch(&[cause], None).await {
+        tracing::warn!(error = %error, "resync planning failed, will retry next resync");
+    }
+}
+
+/// Reads every tracked tag and branch upstream and records what moved (without planning).
+/// Returns the changes, as `<ref> -> <value>`.
+async fn refresh_upstream(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) -> Vec<String> {
     let (tags, branches) = {
         let guard = resolver.lock().await;
         (guard.planner.tracked_tags(), guard.planner.tracked_branches())
@@ -386,19 +429,7 @@ async fn resync(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) {
                 .await;
         }
     }
-    let cause = CauseRecord {
-        kind: "resync".to_string(),
-        description: if changes.is_empty() {
-            "periodic resync".to_string()
-        } else {
-            format!("resync found {}", changes.join(", "))
-        },
-        event_id: String::new(),
-        at_ms: now_ms(),
-    };
-    if let Err(error) = guard.plan_and_dispatch(&[cause], None).await {
-        tracing::warn!(error = %error, "resync planning failed, will retry next resync");
-    }
+    changes
 }
 
 impl Resolver {

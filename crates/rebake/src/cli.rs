@@ -568,6 +568,31 @@ pub async fn why(endpoint: &str, target: &str, output: Output) -> Result<()> {
         build_id: String::new(),
         image: target.to_string(),
     };
+    // A short build id (as tables print it): the build whose id ends with it.
+    let full_id = if render::looks_like_short_build_id(target) {
+        let builds = client
+            .list_builds(api::ListBuildsRequest {
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .context("ListBuilds failed")?
+            .into_inner()
+            .builds;
+        let matching: Vec<String> = builds
+            .into_iter()
+            .map(|build| build.build_id)
+            .filter(|id| id.replace('-', "").ends_with(target))
+            .collect();
+        match matching.as_slice() {
+            [one] => Some(one.clone()),
+            [] => None,
+            _ => anyhow::bail!("{target} matches {} builds; give the whole build id", matching.len()),
+        }
+    } else {
+        None
+    };
+    let target = full_id.as_deref().unwrap_or(target);
     let answer = if render::looks_like_build_id(target) {
         let as_build = api::WhyRequest {
             build_id: target.to_string(),

@@ -8,7 +8,27 @@ use rebake::{
     cli::{self, Cli, Command, EXIT_USAGE},
 };
 
+/// Output piped into a reader that quit (`rebake builds -o json | head`) is not an error:
+/// exit quietly with the status a SIGPIPE-killed process reports, as other tools do,
+/// instead of the panic `println!` raises on a closed stdout.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -135,6 +135,18 @@ async fn run(keep: bool) -> Result<()> {
             "  cargo run -p rebake -- watch --endpoint {} --from 1",
             sandbox.control_url
         );
+        println!("  cargo run -p rebake -- graph --endpoint {}", sandbox.control_url);
+        println!("  cargo run -p rebake -- why child --endpoint {}", sandbox.control_url);
+        println!(
+            "  cargo run -p rebake -- verify {}/apps/app:latest --key {} --plain-http",
+            sandbox.host,
+            sandbox.public_key.display()
+        );
+        println!(
+            "  cargo run -p rebake -- rebuild-check {}/apps/app:latest --key {} --plain-http",
+            sandbox.host,
+            sandbox.public_key.display()
+        );
         println!(
             "  skopeo inspect --tls-verify=false docker://{}/apps/app:latest",
             sandbox.host
