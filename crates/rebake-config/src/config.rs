@@ -840,6 +840,13 @@ mod shipped_examples {
         let debian = &config.feeds["debian"];
         assert_eq!(debian.kind(), "debian");
         assert_eq!(debian.feed_arch("linux/arm64").as_deref(), Some("arm64"));
+        assert_eq!(config.control.tokens.len(), 2);
+        assert_eq!(config.control.tokens[0].role, ControlRole::Read);
+        assert_eq!(
+            config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://otel-collector:4317")
+        );
+        assert_eq!(config.metrics.listen, Some("0.0.0.0:9464".parse().unwrap()));
     }
 
     #[test]
