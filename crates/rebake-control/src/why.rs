@@ -194,10 +194,13 @@ fn walk(
         .flat_map(|parent| parent.causes.iter())
         .collect();
     for (at, cause) in build.causes.iter().enumerate() {
+        // What a parent's build already had (including *its* parent's publication) is
+        // shown under that build, not as a second parent of this one.
+        if inherited.contains(&cause) {
+            continue;
+        }
         if cause.kind != PARENT_PUBLISHED {
-            if !inherited.contains(&cause) {
-                steps.push(cause_step(depth + 1, &build.image, cause));
-            }
+            steps.push(cause_step(depth + 1, &build.image, cause));
             continue;
         }
         let parent = parents
@@ -294,6 +297,44 @@ mod tests {
         );
         assert_eq!(chain[1].digest, "sha256:app");
         assert_eq!(chain[2].description, "registry-tag: reg/base:v1 -> sha256:b");
+    }
+
+    #[test]
+    fn a_grandparents_publication_inherited_through_the_parent_stays_under_the_parent() {
+        let push = cause("registry-tag", "reg/debian:12 -> sha256:d", "ev-push", 100);
+        let base = build("base-1", "base", "sha256:base", 200, vec![push.clone()]);
+        let base_published = cause("parent-published", "parent base published sha256:base", "base-1", 200);
+        let resumed = cause("manual", "web resumed", "ev-resume", 250);
+        let web = build(
+            "web-1",
+            "web",
+            "sha256:web",
+            300,
+            vec![push.clone(), base_published.clone(), resumed.clone()],
+        );
+        let debug = build(
+            "debug-1",
+            "web-debug",
+            "sha256:debug",
+            400,
+            vec![
+                push.clone(),
+                base_published,
+                resumed,
+                cause("parent-published", "parent web published sha256:web", "web-1", 300),
+            ],
+        );
+        let index = BuildIndex::new(vec![base, web, debug.clone()]);
+        assert_eq!(
+            summary(&chain(&debug, &index)),
+            [
+                (0, "build", "debug-1"),
+                (1, "build", "web-1"),
+                (2, "build", "base-1"),
+                (3, "upstream", "ev-push"),
+                (2, "operator", "ev-resume"),
+            ]
+        );
     }
 
     #[test]
