@@ -20,12 +20,10 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use bytes::Bytes;
 use rebake_config::{BaseVerifyRule, ImageSpec, RepositoryPattern};
 use rebake_events::Digest;
 use rebake_oci::{ImageRef, Registry};
-use rebake_signer::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, VerifyingKey, VerifyingKeys};
+use rebake_signer::{StoredSignature, VerifyingKey, VerifyingKeys};
 
 use crate::{BuilderError, Result};
 
@@ -112,12 +110,6 @@ pub struct Verified {
     pub key_id: String,
 }
 
-/// One signature found under the `.sig` tag.
-struct StoredSignature {
-    payload: Bytes,
-    signature: Vec<u8>,
-}
-
 /// Checks the base of `spec` (`base_ref` at `base_digest`) against the spec's
 /// `base_verify` and every matching `registries.verify` rule. Returns what vouched for it
 /// (empty when nothing is required: no registry request is made then).
@@ -148,7 +140,7 @@ pub async fn verify_base(
     }
     let digest = Digest::new(base_digest).map_err(|error| untrusted(format!("invalid base digest: {error}")))?;
     let signature_tag = digest.signature_tag();
-    let signatures = fetch_signatures(registry, &reference, &signature_tag)
+    let signatures = rebake_signer::stored_signatures(registry, &reference, &signature_tag)
         .await
         .map_err(|source| BuilderError::BaseSignatureCheck {
             reference: base_ref.to_string(),
@@ -204,46 +196,6 @@ fn requirements<'a>(
         });
     }
     Ok(requirements)
-}
-
-/// Reads the signature manifest `signature_tag` of the base's repository and every
-/// simple-signing layer that carries a signature. `None` when the tag does not exist.
-async fn fetch_signatures(
-    registry: &Registry,
-    reference: &ImageRef,
-    signature_tag: &str,
-) -> std::result::Result<Option<Vec<StoredSignature>>, rebake_oci::OciError> {
-    let (host, path) = (reference.registry.as_str(), reference.repository.as_str());
-    let raw = match registry.get_manifest(host, path, signature_tag).await {
-        Ok(raw) => raw,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    // Not an image manifest (e.g. an index under the tag): no usable signature in it.
-    let Ok(manifest) = raw.to_manifest() else {
-        return Ok(Some(Vec::new()));
-    };
-    let mut signatures = Vec::new();
-    for layer in manifest
-        .layers
-        .iter()
-        .filter(|layer| layer.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
-    {
-        let Some(signature) = layer
-            .annotations
-            .get(SIGNATURE_ANNOTATION)
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text.trim()).ok())
-        else {
-            continue;
-        };
-        let payload = match registry.get_blob(host, path, &layer.digest).await {
-            Ok(payload) => payload,
-            Err(error) if error.is_not_found() => continue,
-            Err(error) => return Err(error),
-        };
-        signatures.push(StoredSignature { payload, signature });
-    }
-    Ok(Some(signatures))
 }
 
 /// The id of a key in `keys` that signed a payload naming `digest`, or why there is none.
@@ -316,7 +268,7 @@ mod tests {
         let payload = simple_signing_payload("mirror.example/base", digest);
         StoredSignature {
             signature: key.sign(&payload).unwrap(),
-            payload: Bytes::from(payload),
+            payload: bytes::Bytes::from(payload),
         }
     }
 
@@ -359,7 +311,7 @@ mod tests {
         let payload = br#"{"critical":{"type":"something else"}}"#.to_vec();
         let forged = StoredSignature {
             signature: trusted.sign(&payload).unwrap(),
-            payload: Bytes::from(payload),
+            payload: bytes::Bytes::from(payload),
         };
         let error = check(&[forged], &keys, DIGEST).unwrap_err();
         assert!(error.contains("not a cosign simple-signing payload"), "{error}");

@@ -153,22 +153,53 @@ pub async fn stored_signature_is_valid(
     let digest = parse_digest(digest)?;
     let target = repository_only(repository);
     let docker_reference = target.repo_string();
-    let (host, path) = (target.registry.as_str(), target.repository.as_str());
     let signature_tag = digest.signature_tag();
-    let raw = match registry.get_manifest(host, path, &signature_tag).await {
-        Ok(raw) => raw,
-        Err(error) if error.is_not_found() => return Ok(false),
-        Err(error) => {
-            return Err(SignerError::registry(format!(
-                "get the signature manifest {docker_reference}:{signature_tag}"
-            ))(error));
-        }
-    };
-    let Ok(manifest) = raw.to_manifest() else {
-        debug!(repository = %docker_reference, %signature_tag, "signature manifest is not an image manifest");
-        return Ok(false);
-    };
+    let stored = stored_signatures(registry, &target, &signature_tag)
+        .await
+        .map_err(SignerError::registry(format!(
+            "read the signature {docker_reference}:{signature_tag}"
+        )))?;
     let expected_payload = simple_signing_payload(&docker_reference, digest.as_str());
+    for signature in stored.unwrap_or_default() {
+        if payload_names(&signature.payload, &docker_reference, digest.as_str())
+            && key.verify(&signature.payload, &signature.signature)
+        {
+            return Ok(true);
+        }
+        if signature.payload.as_ref() != expected_payload.as_slice() {
+            debug!(repository = %docker_reference, %signature_tag, "stored payload differs from ours");
+        }
+    }
+    Ok(false)
+}
+
+/// One simple-signing layer of a signature manifest: the payload blob and its signature.
+#[derive(Debug, Clone)]
+pub struct StoredSignature {
+    /// The simple-signing payload (JSON).
+    pub payload: bytes::Bytes,
+    /// The ASN.1 DER signature from the layer's annotation.
+    pub signature: Vec<u8>,
+}
+
+/// Reads the signature manifest `signature_tag` of `reference`'s repository and every
+/// simple-signing layer that carries a signature. `None` when the tag does not exist.
+pub async fn stored_signatures(
+    registry: &Registry,
+    reference: &ImageRef,
+    signature_tag: &str,
+) -> std::result::Result<Option<Vec<StoredSignature>>, rebake_oci::OciError> {
+    let (host, path) = (reference.registry.as_str(), reference.repository.as_str());
+    let raw = match registry.get_manifest(host, path, signature_tag).await {
+        Ok(raw) => raw,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    // Not an image manifest (e.g. an index under the tag): no usable signature in it.
+    let Ok(manifest) = raw.to_manifest() else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut signatures = Vec::new();
     for layer in manifest
         .layers
         .iter()
@@ -177,28 +208,18 @@ pub async fn stored_signature_is_valid(
         let Some(signature) = layer
             .annotations
             .get(SIGNATURE_ANNOTATION)
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text.trim()).ok())
         else {
             continue;
         };
         let payload = match registry.get_blob(host, path, &layer.digest).await {
             Ok(payload) => payload,
             Err(error) if error.is_not_found() => continue,
-            Err(error) => {
-                return Err(SignerError::registry(format!(
-                    "get the signature payload {docker_reference}@{}",
-                    layer.digest
-                ))(error));
-            }
+            Err(error) => return Err(error),
         };
-        if payload_names(&payload, &docker_reference, digest.as_str()) && key.verify(&payload, &signature) {
-            return Ok(true);
-        }
-        if payload.as_ref() != expected_payload.as_slice() {
-            debug!(repository = %docker_reference, %signature_tag, "stored payload differs from ours");
-        }
+        signatures.push(StoredSignature { payload, signature });
     }
-    Ok(false)
+    Ok(Some(signatures))
 }
 
 /// True when `payload` is simple-signing JSON for `docker_reference` and `digest`.

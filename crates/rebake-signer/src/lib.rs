@@ -80,7 +80,8 @@ pub use attest::{
     attest_and_store, attestation_tag, statement, stored_attestations_are_valid,
 };
 pub use cosign::{
-    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, sign_and_store, simple_signing_payload, stored_signature_is_valid,
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, StoredSignature, sign_and_store, simple_signing_payload,
+    stored_signature_is_valid, stored_signatures,
 };
 pub use error::{Result, SignerError};
 pub use key::SignerKey;
