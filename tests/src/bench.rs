@@ -42,3 +42,13 @@ pub fn header() {
         "metric", "runs", "median ms", "p90 ms", "min ms", "max ms"
     );
 }
+
+/// The stage `name` of a build record (all zero when it has none).
+pub fn stage_of(record: &rebake_events::state::BuildRecord, name: &str) -> rebake_events::state::StageRecord {
+    record
+        .stages
+        .iter()
+        .find(|stage| stage.name == name)
+        .cloned()
+        .unwrap_or_default()
+}

@@ -142,7 +142,8 @@ pub struct Options {
     pub resync_interval: String,
     /// Whether the catalog has the default `app` and `child` images.
     pub default_images: bool,
-    /// More catalog files: (file name, YAML); `{host}` is replaced by the registry host.
+    /// More catalog files: (file name, YAML); `{host}` is replaced by the registry host and
+    /// `{git}` by the path of the sandbox's Git repository (`Sandbox::git_dir`).
     pub images: Vec<(String, String)>,
     /// The `feeds:` section (YAML, already indented by two spaces), if any.
     pub feeds: String,
@@ -163,6 +164,8 @@ pub struct Options {
     /// The `signer:` section's keys (YAML, indented by two spaces) instead of the sandbox's
     /// own unencrypted key (`Sandbox::public_key` is then not the signing key's).
     pub signer: Option<String>,
+    /// `builder.workers` (concurrent builds), default 2.
+    pub builder_workers: usize,
 }
 
 impl Default for Options {
@@ -180,6 +183,7 @@ impl Default for Options {
             extra: String::new(),
             registries: String::new(),
             signer: None,
+            builder_workers: 2,
         }
     }
 }
@@ -238,7 +242,10 @@ impl Sandbox {
         let catalog = dir.path().join("images");
         std::fs::create_dir_all(&catalog)?;
         for (file, yaml) in &options.images {
-            std::fs::write(catalog.join(file), yaml.replace("{host}", &host))?;
+            let yaml = yaml
+                .replace("{host}", &host)
+                .replace("{git}", &git_dir.display().to_string());
+            std::fs::write(catalog.join(file), yaml)?;
         }
         if options.default_images {
             std::fs::write(
@@ -257,8 +264,9 @@ impl Sandbox {
         }
 
         let config_text = format!(
-            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\n{registries}catalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: 2\n  work_dir: {work}\nsigner:\n{signer}control:\n  listen: 127.0.0.1:{control_port}\n{control}metrics:\n  listen: 127.0.0.1:0\nshutdown_grace: 5s\n{feeds}{scanner}{extra}",
+            "version: 1\nnats:\n  url: {nats}\n  prefix: {prefix}\nregistries:\n  plain_http: [\"{host}\"]\n{registries}catalog:\n  dir: {catalog}\nqueues:\n  ack_wait: 10s\n  max_deliver: 3\ningress:\n  listen: 127.0.0.1:{ingress_port}\n  feed_poll_interval: {poll}\n  distribution:\n    token: {{ value: {REGISTRY_TOKEN} }}\n  github:\n    secret: {{ env: TEST_GITHUB_SECRET }}\n{ingress}resolver:\n  resync_interval: {resync}\nbuilder:\n  workers: {workers}\n  work_dir: {work}\nsigner:\n{signer}control:\n  listen: 127.0.0.1:{control_port}\n{control}metrics:\n  listen: 127.0.0.1:0\nshutdown_grace: 5s\n{feeds}{scanner}{extra}",
             control = options.control,
+            workers = options.builder_workers,
             extra = options.extra,
             nats = nats.url(),
             ingress = options.ingress.replace("{host}", &host),
@@ -358,29 +366,7 @@ impl Sandbox {
 
     /// A GitHub-format push event for the app's repository, and its signature header.
     pub fn github_push(&self, before: &str, after: &str, secret: &str) -> (Vec<u8>, String) {
-        let body = serde_json::json!({
-            "ref": "refs/heads/main",
-            "before": before,
-            "after": after,
-            "created": false,
-            "deleted": false,
-            "forced": false,
-            "repository": {
-                "id": 1, "name": "app", "full_name": "octo/app",
-                "html_url": "https://github.com/octo/app",
-                "clone_url": "https://github.com/octo/app.git",
-                "created_at": 1_700_000_000, "pushed_at": 1_700_000_100, "updated_at": "2026-12-03T12:00:00Z"
-            },
-            "pusher": { "name": "octo", "email": "octo@example.invalid" },
-            "commits": [],
-            "head_commit": null
-        })
-        .to_string()
-        .into_bytes();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
-        mac.update(&body);
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        (body, signature)
+        github_push_event("octo/app", before, after, secret)
     }
 
     /// Sends a GitHub push webhook; returns the HTTP status.
@@ -493,4 +479,33 @@ impl Sandbox {
         rebake_signer::sign_and_store(&self.registry, &key, &target, digest).await?;
         Ok(())
     }
+}
+
+/// A GitHub-format push event to `main` of `full_name` (`owner/name`), and its
+/// `X-Hub-Signature-256` header value for `secret`.
+pub fn github_push_event(full_name: &str, before: &str, after: &str, secret: &str) -> (Vec<u8>, String) {
+    let name = full_name.rsplit('/').next().unwrap_or(full_name);
+    let body = serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "repository": {
+            "id": 1, "name": name, "full_name": full_name,
+            "html_url": format!("https://github.com/{full_name}"),
+            "clone_url": format!("https://github.com/{full_name}.git"),
+            "created_at": 1_700_000_000, "pushed_at": 1_700_000_100, "updated_at": "2026-12-03T12:00:00Z"
+        },
+        "pusher": { "name": "octo", "email": "octo@example.invalid" },
+        "commits": [],
+        "head_commit": null
+    })
+    .to_string()
+    .into_bytes();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    (body, signature)
 }

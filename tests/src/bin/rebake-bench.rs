@@ -72,14 +72,7 @@ async fn main() -> Result<()> {
             .into_iter()
             .find(|record| record.build_id == published.build_id)
             .context("build record of the published build")?;
-        let stage = |name: &str| {
-            record
-                .stages
-                .iter()
-                .find(|stage| stage.name == name)
-                .cloned()
-                .unwrap_or_default()
-        };
+        let stage = |name: &str| rebake_e2e::bench::stage_of(&record, name);
         let (build, scan, sign, publish) = (stage("build"), stage("scan"), stage("sign"), stage("publish"));
         let points = [
             first_cause.at_ms,
