@@ -20,7 +20,11 @@ pub mod feeds;
 pub mod planner;
 mod upstream;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use rebake_bus::{Bus, ConsumerSpec, Delivery, Kv, Need, Outcome, run_consumer};
 use rebake_config::Catalog;
@@ -385,10 +389,29 @@ async fn resync(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) {
 
 /// Reads every tracked tag and branch upstream and records what moved (without planning).
 /// Returns the changes, as `<ref> -> <value>`.
+///
+/// The reads happen without the lock, so an event may record a newer value meanwhile (a
+/// parent published while its tag was being read as "not found"): a value read here is
+/// applied only when the known value is still the one seen before reading.
 async fn refresh_upstream(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) -> Vec<String> {
-    let (tags, branches) = {
+    let (tags, branches, tags_before, branches_before) = {
         let guard = resolver.lock().await;
-        (guard.planner.tracked_tags(), guard.planner.tracked_branches())
+        let tags = guard.planner.tracked_tags();
+        let branches = guard.planner.tracked_branches();
+        let tags_before: HashMap<String, Option<String>> = tags
+            .iter()
+            .map(|tag| (tag.clone(), guard.planner.tag(tag).map(str::to_string)))
+            .collect();
+        let branches_before: HashMap<(String, String), Option<String>> = branches
+            .iter()
+            .map(|(_, identity, branch)| {
+                (
+                    (identity.clone(), branch.clone()),
+                    guard.planner.branch(identity, branch).map(str::to_string),
+                )
+            })
+            .collect();
+        (tags, branches, tags_before, branches_before)
     };
     let mut tag_values = Vec::new();
     for tag_ref in tags {
@@ -408,6 +431,11 @@ async fn refresh_upstream(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) 
     let mut guard = resolver.lock().await;
     let mut changes = Vec::new();
     for (tag_ref, digest) in tag_values {
+        let before = tags_before.get(&tag_ref).cloned().flatten();
+        if guard.planner.tag(&tag_ref).map(str::to_string) != before {
+            tracing::debug!(reference = %tag_ref, "tag changed by an event during the read; keeping the event's value");
+            continue;
+        }
         let changed = match &digest {
             Some(digest) => guard.planner.set_tag(&tag_ref, digest),
             None => guard.planner.remove_tag(&tag_ref),
@@ -422,6 +450,18 @@ async fn refresh_upstream(resolver: &Arc<Mutex<Resolver>>, registry: &Registry) 
         }
     }
     for (identity, branch, commit) in branch_values {
+        let before = branches_before
+            .get(&(identity.clone(), branch.clone()))
+            .cloned()
+            .flatten();
+        if guard.planner.branch(&identity, &branch).map(str::to_string) != before {
+            tracing::debug!(
+                identity,
+                branch,
+                "branch changed by an event during the read; keeping the event's value"
+            );
+            continue;
+        }
         if guard.planner.set_branch(&identity, &branch, &commit) {
             changes.push(format!("{identity}#{branch} -> {commit}"));
             guard

@@ -166,6 +166,13 @@ impl Planner {
         self.tags.get(tag_ref).map(String::as_str)
     }
 
+    /// The commit known for a branch.
+    pub fn branch(&self, identity: &str, branch: &str) -> Option<&str> {
+        self.branches
+            .get(&(identity.to_string(), branch.to_string()))
+            .map(String::as_str)
+    }
+
     /// Records a branch's commit. Returns whether it changed.
     pub fn set_branch(&mut self, identity: &str, branch: &str, commit: &str) -> bool {
         self.branches
