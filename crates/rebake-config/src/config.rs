@@ -23,6 +23,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("REBAKE_INGRESS_MAX_BODY_BYTES", "ingress.max_body_bytes"),
     ("REBAKE_RESOLVER_RESYNC_INTERVAL", "resolver.resync_interval"),
     ("REBAKE_BUILDER_WORKERS", "builder.workers"),
+    ("REBAKE_SIGNER_CONCURRENCY", "signer.concurrency"),
     ("REBAKE_BUILDER_WORK_DIR", "builder.work_dir"),
     ("REBAKE_BUILDER_STAGING_PREFIX", "builder.staging_prefix"),
     ("REBAKE_BUILDER_PACKAGE_CACHE", "builder.package_cache"),
@@ -185,6 +186,7 @@ pub enum AdvisoryKind {
 struct RawSigner {
     key: Option<Secret>,
     password: Option<Secret>,
+    concurrency: Option<usize>,
     #[serde(default)]
     verify_keys: Vec<PathBuf>,
 }
@@ -386,6 +388,9 @@ pub struct SignerConfig {
     /// it signed are not signed again. Signing always uses `key`. Relative paths are resolved
     /// against the config file's directory.
     pub verify_keys: Vec<PathBuf>,
+    /// Images signed and published at once (default 4). Each is mostly registry round trips
+    /// (signature, blob mounts, manifests, tags), so this may exceed the core count.
+    pub concurrency: usize,
 }
 
 /// `control:`.
@@ -507,6 +512,10 @@ impl Config {
         if workers == 0 {
             return Err(ConfigError::invalid("builder.workers", "must be at least 1"));
         }
+        let signer_concurrency = raw.signer.concurrency.unwrap_or(4);
+        if signer_concurrency == 0 {
+            return Err(ConfigError::invalid("signer.concurrency", "must be at least 1"));
+        }
         let ack_wait = duration("queues.ack_wait", raw.queues.ack_wait, Duration::from_secs(30))?;
         if ack_wait < Duration::from_secs(1) {
             return Err(ConfigError::invalid("queues.ack_wait", "must be at least 1s"));
@@ -611,6 +620,7 @@ impl Config {
                 key: raw.signer.key,
                 password: raw.signer.password,
                 verify_keys: raw.signer.verify_keys,
+                concurrency: signer_concurrency,
             },
             control: ControlConfig {
                 listen: addr("control.listen", raw.control.listen, "127.0.0.1:9090")?,

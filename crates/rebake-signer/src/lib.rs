@@ -86,6 +86,6 @@ pub use cosign::{
 pub use error::{Result, SignerError};
 pub use key::SignerKey;
 pub use promote::promote;
-pub use service::serve;
+pub use service::{DEFAULT_CONCURRENCY, serve};
 pub use verify::{Check, Report, verify_image};
 pub use verifying::{VerifyingKey, VerifyingKeys};

@@ -27,7 +27,8 @@ use crate::provenance::{slsa_provenance, vulnerability_predicate};
 use crate::verifying::VerifyingKeys;
 
 /// Messages handled at once by this process.
-const CONCURRENCY: usize = 2;
+/// Default of `signer.concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 /// First redelivery delay after a transient failure; doubles per delivery.
 const RETRY_BASE: Duration = Duration::from_secs(2);
 /// Longest redelivery delay.
@@ -46,6 +47,7 @@ pub async fn serve(
     bus: Bus,
     registry: Registry,
     key: SignerKey,
+    concurrency: usize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<()> {
@@ -71,7 +73,7 @@ pub async fn serve(
         stream: names.queue_stream(Queue::Sign),
         durable: names.queue_consumer(Queue::Sign),
         filter_subject: names.queue_subjects(Queue::Sign),
-        concurrency: CONCURRENCY,
+        concurrency: concurrency.max(1),
         deliver_all: true,
     };
     let key_id = key.key_id().to_string();
@@ -92,7 +94,7 @@ pub async fn serve(
     })
     .await
     .map_err(SignerError::bus("start the sign queue consumer"))?;
-    info!(key_id, concurrency = CONCURRENCY, "signer started");
+    info!(key_id, concurrency, "signer started");
     Ok(())
 }
 

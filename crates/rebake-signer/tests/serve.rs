@@ -42,7 +42,15 @@ impl Sandbox {
         let public_key = key.public_key_pem()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        rebake_signer::serve(bus.clone(), registry.clone(), key, shutdown.clone(), tracker.clone()).await?;
+        rebake_signer::serve(
+            bus.clone(),
+            registry.clone(),
+            key,
+            rebake_signer::DEFAULT_CONCURRENCY,
+            shutdown.clone(),
+            tracker.clone(),
+        )
+        .await?;
         Ok(Sandbox {
             _nats: nats,
             _registry_server: registry_server,

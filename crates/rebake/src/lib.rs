@@ -350,9 +350,16 @@ pub async fn start(
             }
             Service::Signer => {
                 let key = prepared.signer_key.take().expect("prepare loads the signer key");
-                rebake_signer::serve(bus, registry.clone(), key, shutdown.clone(), tracker.clone())
-                    .await
-                    .context("failed to start the signer")?;
+                rebake_signer::serve(
+                    bus,
+                    registry.clone(),
+                    key,
+                    config.signer.concurrency,
+                    shutdown.clone(),
+                    tracker.clone(),
+                )
+                .await
+                .context("failed to start the signer")?;
             }
             Service::Scanner => {
                 let settings = rebake_scanner::ScannerSettings {
