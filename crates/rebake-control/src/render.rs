@@ -13,7 +13,7 @@ use rebake_proto::control::v1::{
 };
 use serde_json::{Value, json};
 
-use crate::client::{image_to_json, or_dash, render_table, short_digest};
+use crate::client::{image_to_json, or_dash, render_table, short_digest, truncate};
 
 // === style ===
 
@@ -153,15 +153,6 @@ pub fn looks_like_build_id(text: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 fn one_line(text: &str) -> String {
