@@ -4,6 +4,11 @@
 //! code path as `rebake up`). Scenarios live in `tests/`.
 #![forbid(unsafe_code)]
 
+/// The allocator of the `rebake` binary, so that services run in-process (tests, benches)
+/// allocate as they do in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod bench;
 pub mod debfeed;
 
@@ -166,6 +171,8 @@ pub struct Options {
     pub signer: Option<String>,
     /// `builder.workers` (concurrent builds), default 2.
     pub builder_workers: usize,
+    /// The services to start (default: all of them, as `rebake up` does).
+    pub services: Vec<rebake::Service>,
 }
 
 impl Default for Options {
@@ -184,6 +191,7 @@ impl Default for Options {
             registries: String::new(),
             signer: None,
             builder_workers: 2,
+            services: rebake::Service::ALL.to_vec(),
         }
     }
 }
@@ -296,7 +304,7 @@ impl Sandbox {
         let config = rebake_config::Config::load(&config_path, &env)?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let started = rebake::start(&rebake::Service::ALL, &config, &env, shutdown.clone(), tracker.clone()).await?;
+        let started = rebake::start(&options.services, &config, &env, shutdown.clone(), tracker.clone()).await?;
         let bus = Bus::connect(&nats.url(), Names::new(prefix)?, "test", Duration::from_secs(10), 3).await?;
         Ok(Sandbox {
             registry: Registry::try_new(vec![host.clone()])?,

@@ -125,18 +125,18 @@ pub async fn build_and_stage(
             (config, Vec::new(), None)
         } else {
             let base = load_base(registry, &request.base_ref, &request.base_digest, &platform).await?;
-            // Base layers reach the staging repository by cross-repository mount.
-            for layer in &base.manifest.layers {
-                registry
-                    .copy_blob(
-                        &base.reference.registry,
-                        &base.reference.repository,
-                        target.registry,
-                        target.repository,
-                        &layer.digest,
-                    )
-                    .await?;
-            }
+            // Base layers reach the staging repository by cross-repository mount, all at
+            // once: each is a round trip or two of its own.
+            let mounts = base.manifest.layers.iter().map(|layer| {
+                registry.copy_blob(
+                    &base.reference.registry,
+                    &base.reference.repository,
+                    target.registry,
+                    target.repository,
+                    &layer.digest,
+                )
+            });
+            futures::future::try_join_all(mounts).await?;
             (base.config, base.manifest.layers, Some(base.name))
         };
 
@@ -173,8 +173,9 @@ pub async fn build_and_stage(
         apply_config(&mut config, &spec);
         config.created = Some(created.clone());
         let config_bytes = to_json_bytes(&config)?;
+        // A new config nearly always (it names this build's inputs): no existence check.
         let config_digest = registry
-            .push_blob(target.registry, target.repository, config_bytes.clone().into())
+            .push_new_blob(target.registry, target.repository, config_bytes.clone().into())
             .await?;
         let mut manifest = ImageManifest::new(
             Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as i64),

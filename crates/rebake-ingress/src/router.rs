@@ -37,8 +37,11 @@ pub const SOURCES_TOKEN_PATH: &str = "/v1/hooks/{source}/{token}";
 /// Delivery ids remembered in memory when no log is configured.
 const MEMORY_DELIVERIES: usize = 100_000;
 
-/// What every handler shares.
-pub(crate) struct AppState<S> {
+/// What every handler shares. Axum clones the state for every request: one reference
+/// count, not one per field.
+pub(crate) struct AppState<S>(Arc<Shared<S>>);
+
+pub(crate) struct Shared<S> {
     pub(crate) sink: Arc<S>,
     pub(crate) settings: Arc<IngressSettings>,
     pub(crate) shutdown: CancellationToken,
@@ -48,13 +51,15 @@ pub(crate) struct AppState<S> {
 
 impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
-        Self {
-            sink: Arc::clone(&self.sink),
-            settings: Arc::clone(&self.settings),
-            shutdown: self.shutdown.clone(),
-            sources: self.sources.clone(),
-            metrics: Arc::clone(&self.metrics),
-        }
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S> std::ops::Deref for AppState<S> {
+    type Target = Shared<S>;
+
+    fn deref(&self) -> &Shared<S> {
+        &self.0
     }
 }
 
@@ -92,13 +97,13 @@ pub fn router<S: UpstreamSink>(sink: Arc<S>, settings: IngressSettings, shutdown
         .metrics
         .clone()
         .unwrap_or_else(|| Arc::new(IngressMetrics::new()));
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         sink,
         settings: Arc::new(settings),
         shutdown,
         sources,
         metrics,
-    };
+    }));
     let counted = |source: &'static str| {
         let metrics = Arc::clone(&state.metrics);
         axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {

@@ -389,13 +389,26 @@ impl Registry {
         validate_digest(digest)?;
         let shown = display_ref(registry, repository, digest);
         let operation = format!("get blob {shown}");
-        let reference = self.oci_reference(registry, repository, digest).await;
-        let mut out: Vec<u8> = Vec::new();
-        self.inner
-            .oci
-            .pull_blob(&reference, digest, &mut out)
+        let url = self.blob_url(registry, repository, digest);
+        // Registries may redirect blob reads (to object storage); reqwest follows, and drops
+        // the Authorization header when the redirect leaves the registry's host.
+        let response = self
+            .send(registry, repository, false, &operation, |http| http.get(&url))
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(OciError::NotFound {
+                kind: "blob",
+                reference: shown,
+            });
+        }
+        if !status.is_success() {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let out = response
+            .bytes()
             .await
-            .map_err(|e| client_error(registry, &operation, Some(("blob", &shown)), e))?;
+            .map_err(|e| transport_error(registry, &operation, &e))?;
         let actual = sha256_digest(&out);
         if actual != digest {
             return Err(OciError::DigestMismatch {
@@ -404,7 +417,7 @@ impl Registry {
                 actual,
             });
         }
-        Ok(Bytes::from(out))
+        Ok(out)
     }
 
     /// True when the repository has the blob.
@@ -412,12 +425,15 @@ impl Registry {
         validate_target(registry, repository)?;
         validate_digest(digest)?;
         let operation = format!("check blob {}", display_ref(registry, repository, digest));
-        let reference = self.oci_reference(registry, repository, digest).await;
-        self.inner
-            .oci
-            .blob_exists(&reference, digest)
-            .await
-            .map_err(|e| client_error(registry, &operation, None, e))
+        let url = self.blob_url(registry, repository, digest);
+        let response = self
+            .send(registry, repository, false, &operation, |http| http.head(&url))
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(response_error(registry, &operation, response).await),
+        }
     }
 
     /// Uploads a blob (monolithic upload) unless the repository already has it; returns
@@ -435,15 +451,71 @@ impl Registry {
             debug!(registry, repository, %digest, "blob already present");
             return Ok(digest);
         }
-        let operation = format!("push blob {}", display_ref(registry, repository, &digest));
-        let reference = self.oci_reference(registry, repository, &digest).await;
-        self.inner
-            .oci
-            .push_blob(&reference, bytes, &digest)
-            .await
-            .map_err(|e| client_error(registry, &operation, None, e))?;
-        debug!(registry, repository, %digest, "pushed blob");
+        self.upload(registry, repository, bytes, &digest).await?;
         Ok(digest)
+    }
+
+    /// Uploads a blob without first asking whether the repository has it: one round trip
+    /// fewer, for content that was just made (a signature, an attestation) and so cannot be
+    /// there yet. Uploading a blob the registry holds is harmless. Returns its digest.
+    pub async fn push_new_blob(&self, registry: &str, repository: &str, bytes: Bytes) -> Result<String> {
+        validate_target(registry, repository)?;
+        let digest = sha256_digest(&bytes);
+        if bytes.is_empty() {
+            return Err(OciError::invalid_reference(
+                &display_ref(registry, repository, &digest),
+                "cannot push an empty blob",
+            ));
+        }
+        self.upload(registry, repository, bytes, &digest).await?;
+        Ok(digest)
+    }
+
+    /// `POST /v2/<repository>/blobs/uploads/` then `PUT <location>&digest=<digest>` with
+    /// the whole blob (the distribution spec's monolithic upload).
+    async fn upload(&self, registry: &str, repository: &str, bytes: Bytes, digest: &str) -> Result<()> {
+        let operation = format!("push blob {}", display_ref(registry, repository, digest));
+        let base = self.base_url(registry);
+        let start_url = format!("{base}/v2/{repository}/blobs/uploads/");
+        let response = self
+            .send(registry, repository, true, &operation, |http| {
+                http.post(&start_url).header(reqwest::header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| OciError::Protocol {
+                registry: registry.to_string(),
+                operation: operation.clone(),
+                message: "upload started without a Location header".to_string(),
+            })?;
+        let (url, same_host) = upload_url(&base, location);
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}digest={digest}");
+        let put = |http: &reqwest::Client| {
+            http.put(&url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(bytes.clone())
+        };
+        let response = if same_host {
+            self.send(registry, repository, true, &operation, put).await?
+        } else {
+            // Credentials never leave the registry's host (CVE-2020-15157).
+            put(&self.inner.http)
+                .send()
+                .await
+                .map_err(|e| transport_error(registry, &operation, &e))?
+        };
+        if response.status() != StatusCode::CREATED {
+            return Err(response_error(registry, &operation, response).await);
+        }
+        debug!(registry, repository, %digest, "pushed blob");
+        Ok(())
     }
 
     /// Makes `digest` available in the destination repository. Nothing happens when it is
@@ -482,15 +554,51 @@ impl Registry {
         validate_target(registry, repository)?;
         let shown = format!("{registry}/{repository}");
         let operation = format!("list tags of {shown}");
-        let reference = self.oci_reference(registry, repository, "latest").await;
-        let response = self
-            .inner
-            .oci
-            .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
-            .await
-            .map_err(|e| client_error(registry, &operation, Some(("repository", &shown)), e))?;
-        let mut tags = response.tags;
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let base = self.base_url(registry);
+        let mut url = format!("{base}/v2/{repository}/tags/list");
+        let mut tags = Vec::new();
+        // Registries that page the list say where the next page is in a `Link` header;
+        // only pages on the registry's own host are followed.
+        for _ in 0..MAX_TAG_PAGES {
+            let response = self
+                .send(registry, repository, false, &operation, |http| http.get(&url))
+                .await?;
+            let status = response.status();
+            if status == StatusCode::NOT_FOUND {
+                return Err(OciError::NotFound {
+                    kind: "repository",
+                    reference: shown,
+                });
+            }
+            if !status.is_success() {
+                return Err(response_error(registry, &operation, response).await);
+            }
+            let next = next_link(response.headers()).and_then(|link| match upload_url(&base, &link) {
+                (url, true) => Some(url),
+                (_, false) => None,
+            });
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(registry, &operation, &e))?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| OciError::Protocol {
+                registry: registry.to_string(),
+                operation: operation.clone(),
+                message: format!("tag list is not json: {e}"),
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
         tags.sort();
+        tags.dedup();
         Ok(tags)
     }
 
@@ -842,21 +950,6 @@ impl Registry {
         }
     }
 
-    /// An oci-client reference for `registry/repository`, with anonymous auth registered
-    /// so that oci-client negotiates bearer tokens when challenged.
-    async fn oci_reference(&self, registry: &str, repository: &str, reference: &str) -> Reference {
-        let oci_reference = if reference.contains(':') {
-            Reference::with_digest(registry.to_string(), repository.to_string(), reference.to_string())
-        } else {
-            Reference::with_tag(registry.to_string(), repository.to_string(), reference.to_string())
-        };
-        self.inner
-            .oci
-            .store_auth_if_needed(oci_reference.resolve_registry(), &RegistryAuth::Anonymous)
-            .await;
-        oci_reference
-    }
-
     /// `scheme://host` of a registry (`docker.io` is served by `index.docker.io`).
     fn base_url(&self, registry: &str) -> String {
         let host = if registry == "docker.io" {
@@ -867,6 +960,10 @@ impl Registry {
         let plain = self.inner.plain_http_hosts.iter().any(|h| h == registry || h == host);
         let scheme = if plain { "http" } else { "https" };
         format!("{scheme}://{host}")
+    }
+
+    fn blob_url(&self, registry: &str, repository: &str, digest: &str) -> String {
+        format!("{}/v2/{repository}/blobs/{digest}", self.base_url(registry))
     }
 
     fn manifest_url(&self, registry: &str, repository: &str, reference: &str) -> String {
@@ -957,6 +1054,35 @@ impl Registry {
             }
             return Ok(response);
         }
+    }
+}
+
+/// How many pages of a paged tag list are read at most.
+const MAX_TAG_PAGES: usize = 1000;
+
+/// The target of a `Link: <url>; rel="next"` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find(|link| link.contains("rel=\"next\"") || link.contains("rel=next"))
+        .and_then(|link| {
+            let start = link.find('<')? + 1;
+            let end = link[start..].find('>')? + start;
+            Some(link[start..end].to_string())
+        })
+}
+
+/// The absolute URL of an upload `location` (relative to the registry's `base` or
+/// absolute) and whether it is on the registry's own host.
+fn upload_url(base: &str, location: &str) -> (String, bool) {
+    if location.starts_with('/') {
+        (format!("{base}{location}"), true)
+    } else {
+        let same_host = location.starts_with(&format!("{base}/"));
+        (location.to_string(), same_host)
     }
 }
 

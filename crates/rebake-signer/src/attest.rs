@@ -119,6 +119,7 @@ pub async fn attest_and_store(
     let tag = attestation_tag(&digest);
 
     let mut layers = Vec::with_capacity(attestations.len());
+    let mut envelopes = Vec::with_capacity(attestations.len());
     for attestation in attestations {
         let payload = statement(
             &subject_name,
@@ -139,23 +140,45 @@ pub async fn attest_and_store(
         layer
             .annotations
             .insert(SIGNATURE_ANNOTATION.to_string(), String::new());
-        registry
-            .push_blob(host, path, Bytes::from(envelope))
-            .await
-            .map_err(SignerError::registry(format!(
-                "push the {} attestation to {subject_name}",
-                attestation.predicate_type
-            )))?;
         layers.push(layer);
+        envelopes.push((attestation.predicate_type.as_str(), Bytes::from(envelope)));
     }
+    let layer_digests: Vec<&str> = layers.iter().map(|layer| layer.digest.as_str()).collect();
+    let config = Bytes::from(empty_image_config(&layer_digests));
+    let config_descriptor = Descriptor::new(OCI_CONFIG, rebake_oci::sha256_digest(&config), config.len() as i64);
 
-    let supported = registry
-        .referrers(host, path, digest.as_str())
-        .await
-        .map_err(SignerError::registry(format!(
-            "check {subject_name} for the referrers api"
-        )))?
-        .is_some();
+    // Every envelope, the config and the referrers probe at once: the envelopes are signed
+    // just now (new content, no existence checks), and none depends on another.
+    let subject = subject_name.as_str();
+    let uploads = envelopes.into_iter().map(|(predicate_type, envelope)| async move {
+        registry
+            .push_new_blob(host, path, envelope)
+            .await
+            .map(drop)
+            .map_err(SignerError::registry(format!(
+                "push the {predicate_type} attestation to {subject}"
+            )))
+    });
+    let (_, _, supported) = futures::try_join!(
+        futures::future::try_join_all(uploads),
+        async {
+            registry
+                .push_new_blob(host, path, config)
+                .await
+                .map_err(SignerError::registry(format!(
+                    "push the attestation config to {subject_name}"
+                )))
+        },
+        async {
+            registry
+                .referrers(host, path, digest.as_str())
+                .await
+                .map(|answer| answer.is_some())
+                .map_err(SignerError::registry(format!(
+                    "check {subject_name} for the referrers api"
+                )))
+        },
+    )?;
     let referrers = if supported {
         push_referrers(registry, (host, path), image, &layers).await?;
         Some(layers.len())
@@ -164,15 +187,6 @@ pub async fn attest_and_store(
         None
     };
 
-    let layer_digests: Vec<&str> = layers.iter().map(|layer| layer.digest.as_str()).collect();
-    let config = empty_image_config(&layer_digests);
-    let config_descriptor = Descriptor::new(OCI_CONFIG, rebake_oci::sha256_digest(&config), config.len() as i64);
-    registry
-        .push_blob(host, path, Bytes::from(config))
-        .await
-        .map_err(SignerError::registry(format!(
-            "push the attestation config to {subject_name}"
-        )))?;
     let manifest = ImageManifest::new(config_descriptor, layers);
     let manifest_bytes =
         rebake_oci::to_json_bytes(&manifest).map_err(SignerError::registry("encode the attestation manifest"))?;
@@ -220,18 +234,22 @@ async fn push_referrers(
         .push_blob(host, path, Bytes::from_static(b"{}"))
         .await
         .map_err(SignerError::registry(format!("push the empty config to {shown}")))?;
-    for layer in layers {
-        let manifest = referrer_manifest(image, layer);
-        let bytes =
-            rebake_oci::to_json_bytes(&manifest).map_err(SignerError::registry("encode a referrer manifest"))?;
-        let digest = rebake_oci::sha256_digest(&bytes);
-        registry
-            .put_manifest(host, path, &digest, &bytes, OCI_MANIFEST)
-            .await
-            .map_err(SignerError::registry(format!(
-                "put the referrer manifest {shown}@{digest}"
-            )))?;
-    }
+    let puts = layers.iter().map(|layer| {
+        let shown = &shown;
+        async move {
+            let manifest = referrer_manifest(image, layer);
+            let bytes =
+                rebake_oci::to_json_bytes(&manifest).map_err(SignerError::registry("encode a referrer manifest"))?;
+            let digest = rebake_oci::sha256_digest(&bytes);
+            registry
+                .put_manifest(host, path, &digest, &bytes, OCI_MANIFEST)
+                .await
+                .map_err(SignerError::registry(format!(
+                    "put the referrer manifest {shown}@{digest}"
+                )))
+        }
+    });
+    futures::future::try_join_all(puts).await?;
     Ok(())
 }
 

@@ -117,18 +117,27 @@ pub async fn sign_and_store(
     let manifest_bytes =
         rebake_oci::to_json_bytes(&manifest).map_err(SignerError::registry("encode the signature manifest"))?;
 
-    registry
-        .push_blob(host, path, Bytes::from(payload))
-        .await
-        .map_err(SignerError::registry(format!(
-            "push the signature payload to {docker_reference}"
-        )))?;
-    registry
-        .push_blob(host, path, Bytes::from(config))
-        .await
-        .map_err(SignerError::registry(format!(
-            "push the signature config to {docker_reference}"
-        )))?;
+    // Both blobs are new (the payload names this digest, the config names the payload),
+    // so they go up at once without existence checks; the manifest follows them.
+    let (payload, config) = (Bytes::from(payload), Bytes::from(config));
+    futures::try_join!(
+        async {
+            registry
+                .push_new_blob(host, path, payload)
+                .await
+                .map_err(SignerError::registry(format!(
+                    "push the signature payload to {docker_reference}"
+                )))
+        },
+        async {
+            registry
+                .push_new_blob(host, path, config)
+                .await
+                .map_err(SignerError::registry(format!(
+                    "push the signature config to {docker_reference}"
+                )))
+        },
+    )?;
     registry
         .put_manifest(host, path, &signature_tag, &manifest_bytes, OCI_MANIFEST)
         .await

@@ -2,9 +2,9 @@
 //!
 //! Order is what makes it safe to crash anywhere: first every blob (cross-repository
 //! mounts on the same registry, so nothing is uploaded twice), then every child manifest of
-//! an index, then the top manifest by digest, and only then the tags. A crash before the
-//! tags leaves the previous image live and unreferenced content behind; a redelivery
-//! finds the content in place and finishes.
+//! an index, and only then the top manifest under its tags (each tag put stores the
+//! manifest too). A crash before the tags leaves the previous image live and unreferenced
+//! content behind; a redelivery finds the content in place and finishes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +18,7 @@ use crate::error::{Result, SignerError};
 const MAX_INDEX_DEPTH: usize = 3;
 
 /// A registry and a repository path in it, e.g. `("127.0.0.1:5000", "apps/app")`.
-type Repo<'a> = (&'a str, &'a str);
+pub type Repo<'a> = (&'a str, &'a str);
 
 /// Copies the image `digest` (manifest or index, with everything it references) from
 /// `staging` to `published` — both `(registry, repository)` — then points every tag of
@@ -37,23 +37,51 @@ pub async fn promote(
         rebake_oci::reference::validate_tag(tag).map_err(|error| SignerError::invalid("tag", error.to_string()))?;
     }
     let top = get_manifest(registry, staging, digest).await?;
-    copy_content(registry, staging, published, &top, 0).await?;
-    let target = format!("{}/{}", published.0, published.1);
-    registry
-        .put_manifest(published.0, published.1, digest, &top.bytes, &top.media_type)
-        .await
-        .map_err(SignerError::registry(format!("put manifest {target}@{digest}")))?;
+    copy_image(registry, staging, published, &top).await?;
+    move_tags(registry, published, &top, tags).await
+}
+
+/// Copies what the staged image `top` references (blobs; for an index, each child's
+/// content and the child manifest) from `staging` to `published`. `top` itself is not put:
+/// [`move_tags`] does that, so the image is complete but unreferenced until then.
+/// Independent copies (the blobs of a manifest, the children of an index) run at once.
+pub async fn copy_image(registry: &Registry, staging: Repo<'_>, published: Repo<'_>, top: &RawManifest) -> Result<()> {
+    copy_content(registry, staging, published, top, 0).await
+}
+
+/// Puts `top` (whose content [`copy_image`] copied) into `published` under every tag of
+/// `tags` — the moment the image goes live — or, with no tags, by digest. Each tag put
+/// stores the manifest and points the tag at it in one request, so a separate put by
+/// digest first would only cost a round trip (and a registry notification). The tags are
+/// independent and are put at once.
+pub async fn move_tags(registry: &Registry, published: Repo<'_>, top: &RawManifest, tags: &[String]) -> Result<()> {
     for tag in tags {
-        registry
-            .put_manifest(published.0, published.1, tag, &top.bytes, &top.media_type)
-            .await
-            .map_err(SignerError::registry(format!("move tag {target}:{tag} to {digest}")))?;
+        rebake_oci::reference::validate_tag(tag).map_err(|error| SignerError::invalid("tag", error.to_string()))?;
     }
-    debug!(from = %format!("{}/{}", staging.0, staging.1), to = %target, digest, ?tags, "promoted image");
+    let target = format!("{}/{}", published.0, published.1);
+    let references: Vec<&str> = if tags.is_empty() {
+        vec![top.digest.as_str()]
+    } else {
+        tags.iter().map(String::as_str).collect()
+    };
+    let puts = references.into_iter().map(|reference| {
+        let target = &target;
+        async move {
+            registry
+                .put_manifest(published.0, published.1, reference, &top.bytes, &top.media_type)
+                .await
+                .map_err(SignerError::registry(format!(
+                    "put manifest {target}:{reference} ({})",
+                    top.digest
+                )))
+        }
+    });
+    futures::future::try_join_all(puts).await?;
+    debug!(to = %target, digest = %top.digest, ?tags, "moved tags");
     Ok(())
 }
 
-async fn get_manifest(registry: &Registry, repo: Repo<'_>, digest: &str) -> Result<RawManifest> {
+pub(crate) async fn get_manifest(registry: &Registry, repo: Repo<'_>, digest: &str) -> Result<RawManifest> {
     registry
         .get_manifest(repo.0, repo.1, digest)
         .await
@@ -78,9 +106,10 @@ fn copy_content<'a>(
                 "read staged manifest {}/{}@{}",
                 staging.0, staging.1, manifest.digest
             )))?;
-            for blob in std::iter::once(&image.config).chain(&image.layers) {
-                copy_blob(registry, staging, published, blob).await?;
-            }
+            let copies = std::iter::once(&image.config)
+                .chain(&image.layers)
+                .map(|blob| copy_blob(registry, staging, published, blob));
+            futures::future::try_join_all(copies).await?;
             return Ok(());
         }
         if depth >= MAX_INDEX_DEPTH {
@@ -93,7 +122,7 @@ fn copy_content<'a>(
             "read staged index {}/{}@{}",
             staging.0, staging.1, manifest.digest
         )))?;
-        for child in &index.manifests {
+        let children = index.manifests.iter().map(|child| async move {
             let child_manifest = get_manifest(registry, staging, &child.digest).await?;
             copy_content(registry, staging, published, &child_manifest, depth + 1).await?;
             registry
@@ -108,8 +137,9 @@ fn copy_content<'a>(
                 .map_err(SignerError::registry(format!(
                     "put manifest {}/{}@{}",
                     published.0, published.1, child.digest
-                )))?;
-        }
+                )))
+        });
+        futures::future::try_join_all(children).await?;
         Ok(())
     })
 }

@@ -22,7 +22,7 @@ use crate::attest::{
 use crate::cosign::{sign_and_store, stored_signature_is_valid};
 use crate::error::{Result, SignerError, error_chain};
 use crate::key::SignerKey;
-use crate::promote::promote;
+use crate::promote::{copy_image, get_manifest, move_tags};
 use crate::provenance::{slsa_provenance, vulnerability_predicate};
 use crate::verifying::VerifyingKeys;
 
@@ -37,6 +37,8 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Stage names, as recorded in build records and `BuildFailed.stage`.
 const STAGE_SIGN: &str = "sign";
 const STAGE_PUBLISH: &str = "publish";
+/// The span of the part of publishing that runs while signing: copying the content.
+const SPAN_COPY: &str = "copy";
 
 /// Starts the signer/publisher: ensures the SIGN queue, the events and dead-letter
 /// streams and the `builds` and `images` buckets exist, then runs two
@@ -242,17 +244,17 @@ impl Worker {
             .iter()
             .map(|attestation| attestation.predicate_type.as_str())
             .collect();
-        let signed = stored_signature_is_valid(&self.registry, &self.key, &job.published, job.digest.as_str())
-            .await
-            .map_err(at(STAGE_SIGN))?;
-        let attested = stored_attestations_are_valid(
-            &self.registry,
-            &self.own_key,
-            &job.published,
-            job.digest.as_str(),
-            &predicate_types,
+        // What an earlier delivery may have left: both reads at once.
+        let (signed, attested) = futures::try_join!(
+            stored_signature_is_valid(&self.registry, &self.key, &job.published, job.digest.as_str()),
+            stored_attestations_are_valid(
+                &self.registry,
+                &self.own_key,
+                &job.published,
+                job.digest.as_str(),
+                &predicate_types,
+            ),
         )
-        .await
         .map_err(at(STAGE_SIGN))?;
         let published = if signed && attested && self.tags_in_place(job).await.map_err(at(STAGE_PUBLISH))? {
             debug!("already signed, attested and published; announcing again");
@@ -263,34 +265,77 @@ impl Worker {
                 info!(newer_build_id = %newer, "not publishing: a newer build of this image is live");
                 return Ok(());
             }
-            let sign_started = now_ms();
-            if signed {
-                debug!("valid signature already stored; not signing again");
-            } else {
-                sign_and_store(&self.registry, &self.key, &job.published, job.digest.as_str())
-                    .instrument(stage_span(STAGE_SIGN, build, job))
-                    .await
-                    .map_err(at(STAGE_SIGN))?;
+            let staged = get_manifest(
+                &self.registry,
+                (&job.staging.registry, &job.staging.repository),
+                job.digest.as_str(),
+            )
+            .await
+            .map_err(at(STAGE_SIGN))?;
+            // Signing, attesting and copying the content to the published repository do
+            // not depend on each other and run at once; the tags move only when all three
+            // are done, so nothing is live unsigned.
+            let started = now_ms();
+            let signing = async {
+                let referrers = futures::try_join!(
+                    async {
+                        if signed {
+                            debug!("valid signature already stored; not signing again");
+                            return Ok(());
+                        }
+                        sign_and_store(&self.registry, &self.key, &job.published, job.digest.as_str())
+                            .await
+                            .map(drop)
+                    },
+                    async {
+                        if attested {
+                            debug!("valid attestations already stored; not attesting again");
+                            return Ok("already stored");
+                        }
+                        let image = Descriptor::new(
+                            staged.media_type.clone(),
+                            staged.digest.clone(),
+                            staged.bytes.len() as i64,
+                        );
+                        let stored =
+                            attest_and_store(&self.registry, &self.key, &job.published, &image, &attestations).await?;
+                        Ok(if stored.referrers.is_some() {
+                            "also as referrers"
+                        } else {
+                            "tag only, no referrers api"
+                        })
+                    },
+                )
+                .map_err(at(STAGE_SIGN))?
+                .1;
+                Ok::<_, StageError>((referrers, now_ms()))
             }
-            let referrers = if attested {
-                debug!("valid attestations already stored; not attesting again");
-                "already stored"
-            } else {
-                let stored = self
-                    .attest(job, &attestations)
-                    .instrument(stage_span(STAGE_SIGN, build, job))
-                    .await
-                    .map_err(at(STAGE_SIGN))?;
-                if stored.referrers.is_some() {
-                    "also as referrers"
-                } else {
-                    "tag only, no referrers api"
-                }
-            };
+            .instrument(stage_span(STAGE_SIGN, build, job));
+            let copying = async {
+                copy_image(
+                    &self.registry,
+                    (&job.staging.registry, &job.staging.repository),
+                    (&job.published.registry, &job.published.repository),
+                    &staged,
+                )
+                .await
+                .map_err(at(STAGE_PUBLISH))
+            }
+            .instrument(stage_span(SPAN_COPY, build, job));
+            let ((referrers, signed_at), ()) = futures::try_join!(signing, copying)?;
+            move_tags(
+                &self.registry,
+                (&job.published.registry, &job.published.repository),
+                &staged,
+                &job.tags,
+            )
+            .instrument(stage_span(STAGE_PUBLISH, build, job))
+            .await
+            .map_err(at(STAGE_PUBLISH))?;
             let sign = StageRecord {
                 name: STAGE_SIGN.to_string(),
-                started_at_ms: sign_started,
-                finished_at_ms: now_ms(),
+                started_at_ms: started,
+                finished_at_ms: signed_at,
                 ok: true,
                 summary: format!(
                     "signed with key {}; attested {} ({referrers})",
@@ -298,23 +343,16 @@ impl Worker {
                     short_types(&predicate_types)
                 ),
             };
-            let publish_started = now_ms();
-            promote(
-                &self.registry,
-                (&job.staging.registry, &job.staging.repository),
-                (&job.published.registry, &job.published.repository),
-                job.digest.as_str(),
-                &job.tags,
-            )
-            .instrument(stage_span(STAGE_PUBLISH, build, job))
-            .await
-            .map_err(at(STAGE_PUBLISH))?;
             let publish = StageRecord {
                 name: STAGE_PUBLISH.to_string(),
-                started_at_ms: publish_started,
+                started_at_ms: started,
                 finished_at_ms: now_ms(),
                 ok: true,
-                summary: format!("{} tagged {}", job.published.repo_string(), job.tags.join(", ")),
+                summary: format!(
+                    "{} tagged {} (content copied while signing)",
+                    job.published.repo_string(),
+                    job.tags.join(", ")
+                ),
             };
             Published::Now { sign, publish }
         };
@@ -371,22 +409,6 @@ impl Worker {
             predicate: slsa_provenance(build, record.as_ref())?,
         });
         Ok(attestations)
-    }
-
-    /// Signs and stores `attestations` about the staged image (whose manifest gives the
-    /// descriptor referrers point at) in the published repository.
-    async fn attest(&self, job: &Job, attestations: &[Attestation]) -> Result<crate::attest::StoredAttestations> {
-        let staged = self
-            .registry
-            .get_manifest(&job.staging.registry, &job.staging.repository, job.digest.as_str())
-            .await
-            .map_err(SignerError::registry(format!(
-                "get staged manifest {}@{}",
-                job.staging.repo_string(),
-                job.digest
-            )))?;
-        let image = Descriptor::new(staged.media_type, staged.digest, staged.bytes.len() as i64);
-        attest_and_store(&self.registry, &self.key, &job.published, &image, attestations).await
     }
 
     /// True when every tag of the published repository already points at the digest.

@@ -3,10 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use rebake::{
     Service,
     cli::{self, Cli, Command, EXIT_USAGE},
 };
+
+/// Every service allocates per message and per request; mimalloc spends far less time
+/// per allocation than glibc's malloc under that load (BENCHMARKS.md, ingress).
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// Output piped into a reader that quit (`rebake builds -o json | head`) is not an error:
 /// exit quietly with the status a SIGPIPE-killed process reports, as other tools do,
