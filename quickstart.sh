@@ -56,4 +56,5 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rebake-target}"
 # Rebake's own logs: errors only (RUST_LOG=info for everything).
 export RUST_LOG="${RUST_LOG:-error}"
-exec cargo run --release --quiet -p rebake-e2e --bin rebake-quickstart -- "$@"
+echo "building Rebake (release profile; the first build takes several minutes, cargo shows its progress)…"
+exec cargo run --release -p rebake-e2e --bin rebake-quickstart -- "$@"

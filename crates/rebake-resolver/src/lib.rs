@@ -750,28 +750,30 @@ impl Resolver {
         self.record_upstream("feed", &feed.feed, &digest, &event.source).await;
         self.refresh_packages();
         let envelope = delivery.envelope().clone();
-        let shown: Vec<String> = feed
-            .changes
-            .iter()
-            .take(10)
-            .map(|change| {
-                format!(
-                    "{} {} -> {}",
-                    change.name,
-                    if change.old_version.is_empty() {
-                        "(new)"
-                    } else {
-                        &change.old_version
-                    },
-                    if change.new_version.is_empty() {
-                        "(removed)"
-                    } else {
-                        &change.new_version
-                    }
-                )
-            })
-            .collect();
-        let more = feed.changes.len().saturating_sub(shown.len());
+        // One line per distinct change: a feed lists a package once per architecture.
+        let mut distinct: Vec<String> = Vec::new();
+        for line in feed.changes.iter().map(|change| {
+            format!(
+                "{} {} -> {}",
+                change.name,
+                if change.old_version.is_empty() {
+                    "(new)"
+                } else {
+                    &change.old_version
+                },
+                if change.new_version.is_empty() {
+                    "(removed)"
+                } else {
+                    &change.new_version
+                }
+            )
+        }) {
+            if !distinct.contains(&line) {
+                distinct.push(line);
+            }
+        }
+        let more = distinct.len().saturating_sub(10);
+        let shown: Vec<String> = distinct.into_iter().take(10).collect();
         let description = format!(
             "feed {} -> {digest}{}{}",
             feed.feed,

@@ -16,7 +16,7 @@ use rebake_e2e::{Sandbox, bench::stats};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut runs = 20usize;
+    let mut runs = 50usize;
     let mut json_path = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

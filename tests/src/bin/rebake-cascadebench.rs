@@ -23,7 +23,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use rebake_e2e::{Options, Sandbox, bench::stats};
+use rebake_e2e::bench::{CpuTimes, stats};
+use rebake_e2e::{Options, Sandbox};
 use rebake_events::{
     Bucket,
     state::{BuildRecord, ImageState, ImageStatus},
@@ -92,6 +93,8 @@ struct Cascade {
     hwm_kib: u64,
     builds: Vec<BuildRecord>,
     first_done_ms: i64,
+    /// CPU used during the cascade by each process.
+    cpu: CpuTimes,
 }
 
 /// Pushes the base and waits until every image has a published digest other than the one in
@@ -111,6 +114,7 @@ async fn cascade(
     let mut watch = store.watch_with_history(">").await?;
     let started_ms = now_ms();
     let started = Instant::now();
+    let cpu_before = CpuTimes::now();
     sandbox.push_base("v1", release).await?;
     let mut done: HashMap<String, (String, String, i64)> = HashMap::new();
     let deadline = Duration::from_secs(600);
@@ -156,6 +160,7 @@ async fn cascade(
         }
     }
     let (hwm, _) = memory_kib();
+    let cpu = CpuTimes::now().since(cpu_before);
     let last_ms = done.values().map(|(_, _, at)| *at).max().unwrap_or(started_ms);
     let first_ms = done.values().map(|(_, _, at)| *at).min().unwrap_or(started_ms);
     let seconds = (last_ms - started_ms) as f64 / 1000.0;
@@ -179,6 +184,7 @@ async fn cascade(
             hwm_kib: hwm,
             builds,
             first_done_ms: first_ms - started_ms,
+            cpu,
         },
         digests,
     ))
@@ -259,7 +265,13 @@ async fn main() -> Result<()> {
             hwm_mb,
             delta_mb
         );
+        let per_image_ms = |seconds: f64| seconds * 1000.0 / n as f64;
         rows.push(serde_json::json!({
+            "cpu_ms_per_image": {
+                "rebake": per_image_ms(cascade.cpu.own),
+                "docker_registry": per_image_ms(cascade.cpu.registry),
+                "nats_server": per_image_ms(cascade.cpu.nats),
+            },
             "cascade": cascade.name,
             "images": n,
             "seconds": cascade.seconds,
@@ -269,6 +281,19 @@ async fn main() -> Result<()> {
             "vm_hwm_minus_baseline_mb": delta_mb,
             "peak_reset_before": hwm_valid,
         }));
+    }
+    println!("CPU per image (ms; user + system over the cascade):");
+    for cascade in [&first, &second] {
+        let per_image_ms = |seconds: f64| seconds * 1000.0 / n as f64;
+        println!(
+            "  {:<30} rebake {:.1}, docker-registry {:.1}, nats-server {:.1} (machine: {:.1} ms of 2 cores' {:.1} ms per image)",
+            cascade.name,
+            per_image_ms(cascade.cpu.own),
+            per_image_ms(cascade.cpu.registry),
+            per_image_ms(cascade.cpu.nats),
+            per_image_ms(cascade.cpu.own + cascade.cpu.registry + cascade.cpu.nats),
+            per_image_ms(cascade.seconds * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64),
+        );
     }
     println!(
         "baseline before Rebake started: VmRSS {:.1} MB (VmHWM {:.1} MB); VmRSS at the end {:.1} MB",

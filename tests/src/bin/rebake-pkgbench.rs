@@ -26,7 +26,8 @@ use rebake_e2e::{
 };
 use rebake_feeds::fetch::FeedClient;
 
-const DEFAULT_PACKAGES: &str = "base-files,netbase,tzdata,ca-certificates,openssl,bash,coreutils,grep,sed,gzip,tar";
+const DEFAULT_PACKAGES: &str = "base-files,netbase,tzdata,ca-certificates,openssl,bash,coreutils,grep,sed,gzip,tar,\
+     findutils,diffutils,debianutils,dash,hostname,login,sensible-utils,mawk,ncurses-bin,bsdutils";
 
 fn millis(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0

@@ -481,8 +481,8 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
         }
     }
     println!(
-        "signatures verified with rebake_signer::verify_image and the sandbox public key {}",
-        sandbox.public_key.display()
+        "signatures and attestations verified with rebake_signer::verify_image (what `rebake verify` runs) \
+         against this run's throwaway signing key, removed with everything else on exit"
     );
     Ok(())
 }
