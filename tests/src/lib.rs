@@ -66,21 +66,7 @@ pub struct Sandbox {
     tracker: TaskTracker,
 }
 
-fn run(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .output()
-        .with_context(|| format!("failed to run {program}"))?;
-    if !output.status.success() {
-        bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
+use rebake_testkit::run_in as run;
 
 /// Runs `program` in `dir` and returns its stdout; a failure carries its stderr.
 pub fn tool(dir: &Path, program: &str, args: &[&str]) -> Result<String> {

@@ -3,7 +3,9 @@
 //! every build host; a pure-Rust Git would add a large dependency for three commands).
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -63,30 +65,22 @@ pub async fn checkout(
     let mirror: PathBuf = work_dir
         .join("git")
         .join(&hex::encode(sha2::Sha256::digest(url.as_bytes()))[..24]);
-    if !mirror.join("HEAD").exists() {
-        tokio::fs::create_dir_all(&mirror)
-            .await
-            .map_err(|error| git_error(format!("cannot create {}: {error}", mirror.display()), true))?;
-        git(&mirror, &["init", "--bare", "--quiet"])
-            .await
-            .map_err(|e| git_error(e, true))?;
-    }
-    let have_commit = git(&mirror, &["cat-file", "-e", &format!("{commit}^{{commit}}")])
-        .await
-        .is_ok();
-    if !have_commit {
-        let refspec = format!("+refs/heads/{ref_name}:refs/remotes/source/{ref_name}");
-        git(&mirror, &["fetch", "--quiet", "--force", "--no-tags", url, &refspec])
-            .await
-            .map_err(|e| git_error(format!("fetch failed: {e}"), true))?;
-        if git(&mirror, &["cat-file", "-e", &format!("{commit}^{{commit}}")])
-            .await
-            .is_err()
-        {
-            // Not on the branch (force-pushed away?): try fetching the commit itself.
-            git(&mirror, &["fetch", "--quiet", "--no-tags", url, commit])
+    let has_commit = |mirror: &Path| {
+        let mirror = mirror.to_path_buf();
+        async move {
+            git(&mirror, &["cat-file", "-e", &format!("{commit}^{{commit}}")])
                 .await
-                .map_err(|e| git_error(format!("commit not found on {ref_name}: {e}"), false))?;
+                .is_ok()
+        }
+    };
+    if !has_commit(&mirror).await {
+        let lock = mirror_lock(&mirror);
+        let _fetching = lock.lock().await;
+        // Another build may have fetched it while this one waited.
+        if !has_commit(&mirror).await {
+            fetch(&mirror, url, ref_name, commit)
+                .await
+                .map_err(|(reason, transient)| git_error(reason, transient))?;
         }
     }
     let time_text = git(&mirror, &["show", "-s", "--format=%ct", commit])
@@ -104,6 +98,47 @@ pub async fn checkout(
         .map_err(|e| git_error(format!("cannot read tree: {e}"), false))?;
     let entries = entries_from_tar(&archive, dest.unwrap_or("/")).map_err(|e| git_error(e, false))?;
     Ok(SourceTree { entries, commit_time })
+}
+
+/// One fetch at a time per mirror in this process. Two builds of the same repository
+/// started by one push (sibling images) would otherwise fetch at once and race on the
+/// remote-tracking ref's lock (`cannot lock ref`), and the loser would wait for a retry.
+/// Builders in other processes sharing a work directory still race; git's failure there is
+/// transient and retried.
+fn mirror_lock(mirror: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    locks.entry(mirror.to_path_buf()).or_default().clone()
+}
+
+/// Creates the mirror if needed and fetches `ref_name` (or, when the commit is no longer on
+/// it, the commit itself). Errors are `(reason, transient)`.
+async fn fetch(mirror: &Path, url: &str, ref_name: &str, commit: &str) -> std::result::Result<(), (String, bool)> {
+    if !mirror.join("HEAD").exists() {
+        tokio::fs::create_dir_all(mirror)
+            .await
+            .map_err(|error| (format!("cannot create {}: {error}", mirror.display()), true))?;
+        git(mirror, &["init", "--bare", "--quiet"])
+            .await
+            .map_err(|e| (e, true))?;
+    }
+    let refspec = format!("+refs/heads/{ref_name}:refs/remotes/source/{ref_name}");
+    git(mirror, &["fetch", "--quiet", "--force", "--no-tags", url, &refspec])
+        .await
+        .map_err(|e| (format!("fetch failed: {e}"), true))?;
+    if git(mirror, &["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .await
+        .is_err()
+    {
+        // Not on the branch (force-pushed away?): try fetching the commit itself.
+        git(mirror, &["fetch", "--quiet", "--no-tags", url, commit])
+            .await
+            .map_err(|e| (format!("commit not found on {ref_name}: {e}"), false))?;
+    }
+    Ok(())
 }
 
 /// Turns a `git archive` tar into layer entries under `dest`: `root:root`, modes normalised
@@ -152,4 +187,41 @@ fn entries_from_tar(archive: &[u8], dest: &str) -> std::result::Result<Vec<Layer
         // pax global headers (git archive writes the commit id in one) and anything else are skipped.
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rebake_testkit::git as run;
+
+    fn commit(repo: &Path, file: &str, content: &str) -> String {
+        std::fs::write(repo.join(file), content).unwrap();
+        run(repo, &["add", "."]);
+        run(repo, &["commit", "--quiet", "-m", file]);
+        run(repo, &["rev-parse", "HEAD"])
+    }
+
+    /// Sibling images built from one push check out the same commit at once: each
+    /// checkout must succeed the first time (no `cannot lock ref` and a retry).
+    #[tokio::test]
+    async fn concurrent_checkouts_of_one_repository_all_succeed() {
+        let source = tempfile::tempdir().unwrap();
+        run(source.path(), &["init", "--quiet", "-b", "main"]);
+        let url = source.path().to_string_lossy().to_string();
+        let work = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            // A fresh mirror on round 0, the same mirror and a new commit after that.
+            let head = commit(source.path(), "index.html", &format!("round {round}"));
+            let checkouts = (0..4).map(|_| checkout(work.path(), &url, "main", &head, None, Some("/site")));
+            for result in futures::future::join_all(checkouts).await {
+                let tree = result.expect("every concurrent checkout succeeds");
+                assert!(
+                    tree.entries.iter().any(|entry| entry.path == "site/index.html"),
+                    "site/index.html missing from {} entries",
+                    tree.entries.len()
+                );
+            }
+        }
+    }
 }

@@ -65,6 +65,31 @@ fn startup_timeout() -> Duration {
 /// The filter used when `RUST_LOG` is unset or invalid.
 const DEFAULT_TEST_LOG_FILTER: &str = "warn,rebake=info";
 
+/// Runs `program` in `dir` and returns its trimmed stdout; a failure carries its stderr. Git
+/// gets a fixed author and committer, for tests that build throwaway repositories.
+pub fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .map_err(|error| anyhow::anyhow!("failed to run {program}: {error}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// [`run_in`] for `git`, panicking on failure: for unit tests.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    run_in(dir, "git", args).unwrap_or_else(|error| panic!("{error:#}"))
+}
+
 /// Installs a `tracing` subscriber for tests: `RUST_LOG` filter (default
 /// `warn,rebake=info`), output through the test harness's capture. Safe to call from every
 /// test; only the first call in a process installs anything, and an already installed global
@@ -77,6 +102,7 @@ pub fn init_test_tracing() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .try_init();
     });
 }
