@@ -1,5 +1,23 @@
-//! Shared by the bench binaries: summary statistics printed as a table row and returned as
-//! JSON.
+//! Shared by the bench binaries: logging, and summary statistics printed as a table row and
+//! returned as JSON.
+
+/// Logs of the bench binaries: warnings and errors only unless `RUST_LOG` says otherwise, on
+/// stderr, coloured only on a terminal, so that the table on stdout stays readable. Call it
+/// first: the sandbox's own test logging then leaves it in place.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Milliseconds rounded to 0.1 for the JSON output (the clock's noise is far above that).
+fn round_ms(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
 
 /// The `p`th percentile (nearest rank) of sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -14,14 +32,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// JSON.
 pub fn stats(name: &str, mut values: Vec<f64>) -> serde_json::Value {
     values.sort_by(|a, b| a.total_cmp(b));
+    // The table indents stage rows under their total; the JSON names are the bare names.
     let row = serde_json::json!({
-        "metric": name,
+        "metric": name.trim(),
         "runs": values.len(),
-        "median_ms": percentile(&values, 50.0),
-        "p90_ms": percentile(&values, 90.0),
-        "p99_ms": percentile(&values, 99.0),
-        "min_ms": values.first().copied().unwrap_or(f64::NAN),
-        "max_ms": values.last().copied().unwrap_or(f64::NAN),
+        "median_ms": round_ms(percentile(&values, 50.0)),
+        "p90_ms": round_ms(percentile(&values, 90.0)),
+        "p99_ms": round_ms(percentile(&values, 99.0)),
+        "min_ms": round_ms(values.first().copied().unwrap_or(f64::NAN)),
+        "max_ms": round_ms(values.last().copied().unwrap_or(f64::NAN)),
     });
     println!(
         "{:<34} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",

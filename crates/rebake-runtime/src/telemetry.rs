@@ -219,6 +219,8 @@ mod testing {
                 let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rebake=info"));
                 let fmt: BoxedLayer = tracing_subscriber::fmt::layer()
                     .with_test_writer()
+                    // The test writer prints to stdout: colours only when that is a terminal.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                     .with_filter(filter)
                     .boxed();
                 let layers = vec![fmt, otel_layer(&provider)];

@@ -16,6 +16,7 @@ use rebake_e2e::{Sandbox, bench::stats};
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    rebake_e2e::bench::init_logging();
     let mut runs = 50usize;
     let mut json_path = None;
     let mut args = std::env::args().skip(1);

@@ -192,6 +192,7 @@ async fn cascade(
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    rebake_e2e::bench::init_logging();
     let mut n = 100usize;
     let mut workers = 2usize;
     let mut settle = 10u64;

@@ -244,6 +244,7 @@ where
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    rebake_e2e::bench::init_logging();
     let mut seconds = 10.0f64;
     let mut clients = 64usize;
     let mut json_path = None;

@@ -57,6 +57,7 @@ fn skopeo_copy(from: &str, to: &str, home: Option<&std::path::Path>) -> Result<(
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    rebake_e2e::bench::init_logging();
     let mut runs = 5usize;
     let mut packages = DEFAULT_PACKAGES.to_string();
     let mut json_path = None;

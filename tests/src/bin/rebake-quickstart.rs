@@ -8,7 +8,7 @@
 //! - builds a local Debian feed from real packages (`base-files`, `tzdata`, `netbase` and
 //!   their dependencies, fetched with `apt-get download` from this machine's apt sources),
 //!   signed with a throwaway `gpg` key, served on loopback;
-//! - catalogs five images:
+//! - catalogs six images:
 //!
 //!   ```text
 //!   debian-base   (scratch + packages from the feed)
@@ -16,6 +16,7 @@
 //!   │   └── web-debug
 //!   └── api       (+ site/ from the same repository)
 //!   tools         (FROM <registry>/base:v1, a tag this program pushes — a vendor base)
+//!   └── tools-ci
 //!   ```
 //!
 //! - waits for the first publication of all of them, then makes three upstream changes and
@@ -46,13 +47,14 @@ const PACKAGES: &[&str] = &["base-files", "tzdata", "netbase"];
 /// The package step 1 bumps.
 const BUMPED: &str = "tzdata";
 /// Catalog images, parents before children.
-const IMAGES: &[&str] = &["debian-base", "web", "api", "web-debug", "tools"];
+const IMAGES: &[&str] = &["debian-base", "web", "api", "web-debug", "tools", "tools-ci"];
 
 const DEBIAN_BASE: &str = "name: debian-base\nbase: scratch\npackages:\n  feed: debian\n  install: [base-files, tzdata, netbase]\naccounts:\n  groups: [{ name: nonroot, gid: 65532 }]\n  users: [{ name: nonroot, uid: 65532, gid: 65532 }]\nconfig:\n  user: \"65532\"\npublish:\n  repository: {host}/os/debian-base\n";
 const WEB: &str = "name: web\nbase: {host}/os/debian-base:latest\nsources:\n  - url: {git}\n    ref: main\n    path: site\n    dest: /srv/www\n    repo: github.com/octo/app\nconfig:\n  entrypoint: [/srv/www/run.sh]\n  user: \"65532\"\npublish:\n  repository: {host}/apps/web\n";
 const API: &str = "name: api\nbase: {host}/os/debian-base:latest\nsources:\n  - url: {git}\n    ref: main\n    path: site\n    dest: /srv/api\n    repo: github.com/octo/app\nconfig:\n  entrypoint: [/srv/api/run.sh]\n  user: \"65532\"\npublish:\n  repository: {host}/apps/api\n";
 const WEB_DEBUG: &str = "name: web-debug\nbase: {host}/apps/web:latest\nconfig:\n  env: { DEBUG: \"1\" }\npublish:\n  repository: {host}/apps/web-debug\n";
 const TOOLS: &str = "name: tools\nbase: {host}/base:v1\nconfig:\n  cmd: [/bin/tool]\n  user: \"1000\"\npublish:\n  repository: {host}/apps/tools\n";
+const TOOLS_CI: &str = "name: tools-ci\nbase: {host}/apps/tools:latest\nconfig:\n  env: { CI: \"true\" }\npublish:\n  repository: {host}/apps/tools-ci\n";
 
 #[tokio::main]
 async fn main() {
@@ -62,6 +64,8 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a redirected log stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let started = Instant::now();
     // Dropping `run` (Ctrl-C) drops the sandbox and the feed server: `nats-server` and
@@ -145,6 +149,7 @@ async fn run(started: Instant) -> Result<()> {
                 ("api.yaml".into(), API.into()),
                 ("web-debug.yaml".into(), WEB_DEBUG.into()),
                 ("tools.yaml".into(), TOOLS.into()),
+                ("tools-ci.yaml".into(), TOOLS_CI.into()),
             ],
             feeds,
             feed_poll_interval: "1s".into(),
@@ -165,6 +170,7 @@ async fn run(started: Instant) -> Result<()> {
         "           tools       ← FROM {}/base:v1 (a vendor base this program pushes)",
         sandbox.host
     );
+    println!("           └── tools-ci");
     println!();
 
     let mut steps = Vec::new();
@@ -243,8 +249,10 @@ async fn run(started: Instant) -> Result<()> {
                 short(&base)
             ),
         );
-        let digest = wait_new(&sandbox, "tools", Some(&digests["tools"])).await?;
-        digests.insert("tools", digest);
+        for image in ["tools", "tools-ci"] {
+            let digest = wait_new(&sandbox, image, Some(&digests[image])).await?;
+            digests.insert(image, digest);
+        }
         settle(&sandbox).await?;
         anyhow::Ok(())
     };

@@ -308,6 +308,7 @@ const USAGE: &str = "usage: rebake-scanbench [--runs N] [--packages N] [--synthe
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    rebake_e2e::bench::init_logging();
     let mut runs = 5usize;
     let mut packages = 500usize;
     let mut synthetic_count = 0usize;
