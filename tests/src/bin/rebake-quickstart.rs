@@ -19,6 +19,8 @@
 //!   └── tools-ci
 //!   ```
 //!
+//! - gives the scanner one local OSV advisory: `tzdata` before the version step 1 publishes
+//!   is affected (so the first images carry a finding and the feed update fixes it);
 //! - waits for the first publication of all of them, then makes three upstream changes and
 //!   follows each cascade until it settles:
 //!   1. a new `tzdata` version in the feed (the ingress feed poller notices);
@@ -97,6 +99,29 @@ fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
 
+/// The id of the quickstart's advisory.
+const ADVISORY: &str = "REBAKE-QUICKSTART-0001";
+
+/// An OSV record: `tzdata` before `fixed` is affected, on Debian and on Ubuntu (the feed is
+/// made from this machine's apt sources, either).
+fn advisory(fixed: &str) -> String {
+    let affected = |ecosystem: &str| {
+        serde_json::json!({
+            "package": { "ecosystem": ecosystem, "name": BUMPED },
+            "ranges": [{ "type": "ECOSYSTEM", "events": [{ "introduced": "0" }, { "fixed": fixed }] }],
+        })
+    };
+    serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": ADVISORY,
+        "modified": "2026-12-01T00:00:00Z",
+        "published": "2026-12-01T00:00:00Z",
+        "summary": "example advisory: tzdata fixed by the quickstart's feed update (not a real vulnerability)",
+        "affected": [affected("Debian"), affected("Ubuntu")],
+    })
+    .to_string()
+}
+
 /// One upstream change and when it was made.
 struct Step {
     label: &'static str,
@@ -129,6 +154,18 @@ async fn run(started: Instant) -> Result<()> {
         server.url()
     );
 
+    // The upstream fix step 1 ships, announced as advisories announce fixes: every version
+    // of tzdata before the bumped one is affected. The scanner reads it like any OSV source,
+    // so the first images carry the finding and the rebuilds of step 1 clear it.
+    let bumped = format!("{version}+rebake1");
+    let advisories = work.path().join("advisories");
+    std::fs::create_dir_all(&advisories)?;
+    std::fs::write(advisories.join(format!("{ADVISORY}.json")), advisory(&bumped))?;
+    println!(
+        "[{:>6.1}s]   advisory {ADVISORY}: {BUMPED} before {bumped} is affected (a local OSV record)",
+        started.elapsed().as_secs_f64()
+    );
+
     println!(
         "[{:>6.1}s] starting nats-server, docker-registry and every Rebake service…",
         started.elapsed().as_secs_f64()
@@ -153,6 +190,7 @@ async fn run(started: Instant) -> Result<()> {
             ],
             feeds,
             feed_poll_interval: "1s".into(),
+            scanner: format!("  advisories:\n    - {{ kind: osv, path: {} }}\n", advisories.display()),
             ..Options::default()
         },
     )
@@ -195,8 +233,7 @@ async fn run(started: Instant) -> Result<()> {
         }
         settle(&sandbox).await?;
 
-        // Step 1: a new package version in the feed.
-        let bumped = format!("{version}+rebake1");
+        // Step 1: a new package version in the feed, the fix of the advisory.
         steps.push(Step {
             label: "feed: new tzdata",
             at_ms: now_ms(),
@@ -427,16 +464,26 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
         "#", "upstream change", "image", "status", "digest", "findings", "signature", "window"
     );
     let mut step_windows: BTreeMap<usize, (i64, usize)> = BTreeMap::new();
+    // Each distinct finding and the builds (numbers in the table) that carry it.
+    let mut found_in: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, build) in builds.iter().enumerate() {
         let step = steps
             .iter()
             .rposition(|step| step.at_ms <= build.requested_at_ms)
             .unwrap_or(0);
-        let findings = kv
-            .get::<ScanReport>(&scan_key(&build.build_id))
-            .await?
+        let report = kv.get::<ScanReport>(&scan_key(&build.build_id)).await?;
+        let findings = report
+            .as_ref()
             .map(|report| report.findings.len().to_string())
             .unwrap_or_else(|| "-".to_string());
+        for finding in report.iter().flat_map(|report| &report.findings) {
+            let fixed = finding.fixed_version.as_deref().unwrap_or("no fix known");
+            let line = format!(
+                "{} (severity {}): {} {}, fixed in {fixed}",
+                finding.id, finding.severity, finding.package, finding.installed_version
+            );
+            found_in.entry(line).or_default().push(index + 1);
+        }
         let signature = match repositories.get(&build.image) {
             Some(repository) if build.status == "published" && !build.digest.is_empty() => {
                 let reference = rebake_oci::ImageRef::parse(&format!("{repository}@{}", build.digest))?;
@@ -477,6 +524,13 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
         );
     }
     println!();
+    if found_in.is_empty() {
+        println!("findings: none");
+    }
+    for (finding, numbers) in &found_in {
+        let numbers: Vec<String> = numbers.iter().map(|number| format!("#{number}")).collect();
+        println!("finding {finding}: in builds {}", numbers.join(" "));
+    }
     println!("window = the build's earliest cause (upstream change seen by Rebake) → signed image published");
     println!("per upstream change (wall clock, from the change this program made to the last image published):");
     for (index, step) in steps.iter().enumerate() {
