@@ -898,19 +898,27 @@ fn findings_json(report: &rebake_proto::control::v1::Findings) -> serde_json::Va
 
 /// The scan report as text for people.
 pub fn render_findings(report: &rebake_proto::control::v1::Findings) -> String {
+    let distinct = report
+        .findings
+        .iter()
+        .map(|f| (&f.severity, &f.id, &f.package, &f.installed_version, &f.fixed_version))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let mut out = format!(
-        "{} build {} ({}): {}, {} packages, {} findings\n",
+        "{} build {} ({}): {}, {} packages, {distinct} findings\n",
         report.image,
         report.build_id,
         report.digest,
         if report.passed { "passed" } else { "DENIED" },
         report.components,
-        report.findings.len()
     );
     for denial in &report.denials {
         out.push_str(&format!("  denied by {}: {}\n", denial.rule, denial.message));
     }
     if !report.findings.is_empty() {
+        // A multi-platform image is scanned per platform, so the same finding comes once per
+        // platform's layer; people want it once (`-o json` keeps every one with its layer).
+        let mut seen = std::collections::HashSet::new();
         let rows: Vec<[String; 5]> = report
             .findings
             .iter()
@@ -927,6 +935,7 @@ pub fn render_findings(report: &rebake_proto::control::v1::Findings) -> String {
                     },
                 ]
             })
+            .filter(|row| seen.insert(row.clone()))
             .collect();
         let header = ["SEVERITY", "ID", "PACKAGE", "INSTALLED", "FIXED"];
         let widths: Vec<usize> = (0..5)
@@ -980,4 +989,53 @@ pub async fn sbom(endpoint: &str, image: &str, build: &str, format: &str) -> Res
     let document: serde_json::Value = serde_json::from_str(&sbom.json).context("the SBOM is not JSON")?;
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rebake_proto::control::v1::{Finding, Findings};
+
+    use super::render_findings;
+
+    fn finding(layer: &str) -> Finding {
+        Finding {
+            id: "DSA-1".into(),
+            severity: "high".into(),
+            ecosystem: "Debian".into(),
+            package: "openssl".into(),
+            installed_version: "3.0.1-1".into(),
+            fixed_version: "3.0.2-1".into(),
+            layer: layer.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The same finding from each platform's layer of a two-platform image is one row.
+    #[test]
+    fn findings_of_each_platform_are_shown_once() {
+        let report = Findings {
+            image: "app".into(),
+            build_id: "b1".into(),
+            digest: "sha256:aa".into(),
+            passed: true,
+            components: 3,
+            findings: vec![finding("sha256:amd64layer"), finding("sha256:arm64layer")],
+            ..Default::default()
+        };
+        let text = render_findings(&report);
+        assert!(
+            text.starts_with("app build b1 (sha256:aa): passed, 3 packages, 1 findings\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("DSA-1").count(), 1, "{text}");
+        let mut other = finding("sha256:amd64layer");
+        other.package = "libssl3".into();
+        let report = Findings {
+            findings: vec![finding("sha256:amd64layer"), other],
+            ..report
+        };
+        let text = render_findings(&report);
+        assert!(text.contains(", 2 findings\n"), "{text}");
+        assert_eq!(text.matches("DSA-1").count(), 2, "{text}");
+    }
 }
