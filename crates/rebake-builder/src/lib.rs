@@ -133,7 +133,7 @@ impl Worker {
                 reason: format!("invalid image name {:?}", request.image),
             };
         };
-        rebake_runtime::telemetry::record_build(image.as_str(), &request.build_id, "");
+        delivery.record_build(image.as_str(), &request.build_id, "");
         let traceparent = delivery.envelope().traceparent.clone();
         let last_attempt = delivery.is_last_attempt();
         // No-op and superseded checks (the resolver is the only writer of image state).

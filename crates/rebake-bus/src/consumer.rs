@@ -64,6 +64,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Records what this delivery is about on the current (`handle`) span, as
+    /// [`rebake_runtime::telemetry::record_build`] does, but leaves `rebake.image` alone when
+    /// the envelope named that image: the span has it already, and a field recorded twice is
+    /// printed twice in the logs.
+    pub fn record_build(&self, image: &str, build_id: &str, digest: &str) {
+        let image = if self.envelope.subject.as_deref() == Some(image) {
+            ""
+        } else {
+            image
+        };
+        rebake_runtime::telemetry::record_build(image, build_id, digest);
+    }
+
     /// The CloudEvents attributes.
     pub fn envelope(&self) -> &Envelope {
         &self.envelope

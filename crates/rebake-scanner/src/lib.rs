@@ -205,7 +205,7 @@ impl Scanner {
                 reason: format!("invalid image name {:?}", done.image),
             };
         };
-        rebake_runtime::telemetry::record_build(image.as_str(), &done.build_id, &done.digest);
+        delivery.record_build(image.as_str(), &done.build_id, &done.digest);
         let traceparent = delivery.envelope().traceparent.clone();
         let delivery_is_last = delivery.is_last_attempt();
         let started_at_ms = now_ms();

@@ -201,7 +201,7 @@ impl Worker {
                 };
             }
         };
-        rebake_runtime::telemetry::record_build(image.as_str(), &build.build_id, &build.digest);
+        delivery.record_build(image.as_str(), &build.build_id, &build.digest);
         let span = tracing::debug_span!("sign", build_id = %build.build_id, image = %image, digest = %build.digest);
         let traceparent = delivery.envelope().traceparent.clone();
         let delivered = delivery.delivered();

@@ -122,11 +122,20 @@ async fn run(keep: bool) -> Result<()> {
     }
     println!();
     println!("window = time from the upstream change reaching Rebake to the signed image being published");
-    println!(
-        "signatures: cosign-style, in {}/apps/<image>:sha256-<hex>.sig; public key {}",
-        sandbox.host,
-        sandbox.public_key.display()
-    );
+    // The key is removed on exit unless --keep: name it only when it will still be there.
+    if keep {
+        println!(
+            "signatures: cosign-style, in {}/apps/<image>:sha256-<hex>.sig; public key {}",
+            sandbox.host,
+            sandbox.public_key.display()
+        );
+    } else {
+        println!(
+            "signatures: cosign-style, in {}/apps/<image>:sha256-<hex>.sig, made with a throwaway key \
+             removed on exit (--keep keeps it)",
+            sandbox.host
+        );
+    }
     if keep {
         println!();
         println!("everything keeps running until Ctrl-C. Try, in another terminal:");

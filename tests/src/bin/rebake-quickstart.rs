@@ -220,7 +220,7 @@ async fn run(started: Instant) -> Result<()> {
         });
         announce(
             started,
-            "step 0: push the vendor base base:v1; Rebake builds every image for the first time",
+            "step 0: Rebake builds every image for the first time (the debian-base family from the feed at once, tools once this program pushes the vendor base base:v1)",
         );
         let base = sandbox.push_base("v1", "vendor-1").await?;
         announce(
@@ -460,8 +460,8 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
 
     println!("summary: every build, in the order requested");
     println!(
-        "{:>2}  {:<22} {:<12} {:<10} {:<19} {:>8} {:<18} {:>9}  why",
-        "#", "upstream change", "image", "status", "digest", "findings", "signature", "window"
+        "{:>2}  {:<22} {:<12} {:<10} {:<19} {:>8} {:<18} {:>7} {:>9}  why",
+        "#", "upstream change", "image", "status", "digest", "findings", "signature", "window", "in Rebake"
     );
     let mut step_windows: BTreeMap<usize, (i64, usize)> = BTreeMap::new();
     // Each distinct finding and the builds (numbers in the table) that carry it.
@@ -497,21 +497,29 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
             }
             _ => "-".to_string(),
         };
+        // The exposure window counts from the upstream change (which this program made, so
+        // it knows when), detection included; "in Rebake" from Rebake's first sight of it.
+        let published = build.status == "published" && build.finished_at_ms > 0;
+        let seconds = |ms: i64| format!("{:.2}s", ms as f64 / 1000.0);
         let origin = build.causes.iter().map(|cause| cause.at_ms).filter(|at| *at > 0).min();
-        let window = match origin {
-            Some(at) if build.finished_at_ms > 0 => {
-                let window = build.finished_at_ms - at;
-                if build.status == "published" {
-                    let entry = step_windows.entry(step).or_insert((0, 0));
-                    entry.0 = entry.0.max(build.finished_at_ms - steps[step].at_ms);
-                    entry.1 += 1;
-                }
-                format!("{:.2}s", window as f64 / 1000.0)
-            }
+        // The change happened no later than Rebake saw it (at start-up, Rebake reads the feed
+        // before step 0 begins).
+        let changed_at = origin.map_or(steps[step].at_ms, |at| at.min(steps[step].at_ms));
+        let window = if published {
+            let window = build.finished_at_ms - changed_at;
+            let entry = step_windows.entry(step).or_insert((0, 0));
+            entry.0 = entry.0.max(window);
+            entry.1 += 1;
+            seconds(window)
+        } else {
+            "-".to_string()
+        };
+        let in_rebake = match origin {
+            Some(at) if published => seconds(build.finished_at_ms - at),
             _ => "-".to_string(),
         };
         println!(
-            "{:>2}  {:<22} {:<12} {:<10} {:<19} {:>8} {:<18} {:>9}  {}",
+            "{:>2}  {:<22} {:<12} {:<10} {:<19} {:>8} {:<18} {:>7} {:>9}  {}",
             index + 1,
             steps[step].label,
             build.image,
@@ -520,6 +528,7 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
             findings,
             signature,
             window,
+            in_rebake,
             causes_text(&build.causes)
         );
     }
@@ -531,7 +540,19 @@ async fn summary(sandbox: &Sandbox, steps: &[Step]) -> Result<()> {
         let numbers: Vec<String> = numbers.iter().map(|number| format!("#{number}")).collect();
         println!("finding {finding}: in builds {}", numbers.join(" "));
     }
-    println!("window = the build's earliest cause (upstream change seen by Rebake) → signed image published");
+    println!(
+        "window    = exposure window: the upstream change this program made → signed image published \
+         (detection included: the feed poller's 1 s interval, the registry's notification)"
+    );
+    println!("in Rebake = Rebake's first sight of the change (the build's earliest cause) → signed image published");
+    println!(
+        "signature = cosign signature and 4 attestations (SPDX and CycloneDX SBOMs, vulnerability report, \
+         SLSA provenance) verified"
+    );
+    println!(
+        "findings  = advisories matching the image's packages; a finding blocks publication only when \
+         policy says so (built-in: a fixable critical or high one), so this example's unrated one does not"
+    );
     println!("per upstream change (wall clock, from the change this program made to the last image published):");
     for (index, step) in steps.iter().enumerate() {
         if let Some((window, count)) = step_windows.get(&index) {
