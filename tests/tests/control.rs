@@ -362,6 +362,20 @@ async fn every_rpc_answers_from_a_real_cascade() -> Result<()> {
         "causes of the triggered build: {:?}",
         forced.causes
     );
+    // The signer records the build as published; the image state follows when the resolver
+    // has handled the `image.published` event, so wait for it to show the forced build.
+    rebake_testkit::eventually("the image state shows the triggered build", || {
+        let mut client = client.clone();
+        let forced_digest = forced.digest.clone();
+        async move {
+            let image = client
+                .get_image(authed(READ_TOKEN, GetImageRequest { name: "app".into() }))
+                .await?
+                .into_inner();
+            anyhow::Ok(image.published_digest == forced_digest)
+        }
+    })
+    .await?;
     let app_now = client
         .get_image(authed(READ_TOKEN, GetImageRequest { name: "app".into() }))
         .await?
