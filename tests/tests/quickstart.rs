@@ -6,12 +6,23 @@
 #![forbid(unsafe_code)]
 
 use std::{
+    io::Read,
     process::{Command, Stdio},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 /// Longer than a debug-build run on a busy 2-core machine; a hang fails instead of blocking.
 const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Reads `pipe` to its end on a thread; the text, lossily decoded.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
 
 #[test]
 fn quickstart_reaches_its_summary() {
@@ -21,26 +32,50 @@ fn quickstart_reaches_its_summary() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the quickstart starts");
+    // Read both pipes while it runs: a child that fills a pipe nobody reads would block.
+    let stdout_reader = read_all(child.stdout.take().expect("piped stdout"));
+    let stderr_reader = read_all(child.stderr.take().expect("piped stderr"));
     let started = Instant::now();
-    while child.try_wait().expect("wait for the quickstart").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the quickstart") {
+            break status;
+        }
         if started.elapsed() > TIMEOUT {
+            // Ctrl-C first, as a person would: the quickstart then stops the servers it
+            // started; SIGKILL only if it does not exit.
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let interrupted = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && interrupted.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = child.kill();
-            panic!("the quickstart did not finish within {TIMEOUT:?}");
+            let _ = child.wait();
+            // A grandchild still holding the pipe would keep the reader waiting: give up on
+            // the output rather than hang.
+            let drained = Instant::now();
+            while !stdout_reader.is_finished() && drained.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let stdout = if stdout_reader.is_finished() {
+                stdout_reader.join().unwrap_or_default()
+            } else {
+                "(not available: the pipe is still open)".to_string()
+            };
+            panic!("the quickstart did not finish within {TIMEOUT:?}; its output:\n{stdout}");
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-    let output = child.wait_with_output().expect("the quickstart's output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() && stderr.contains("cannot build the Debian feed") {
+    };
+    let stdout = stdout_reader.join().expect("stdout reader");
+    let stderr = stderr_reader.join().expect("stderr reader");
+    if !status.success() && stderr.contains("cannot build the Debian feed") {
         // The same condition the package tests skip on: no usable apt sources here.
         eprintln!("skipping: {}", stderr.trim());
         return;
     }
     assert!(
-        output.status.success(),
+        status.success(),
         "quickstart failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
+        status
     );
     let summary = stdout
         .split_once("summary: every build, in the order requested")
