@@ -14,6 +14,10 @@
 //!
 //! The raw requests reuse oci-client for authentication (`Client::auth`, which follows
 //! the registry's bearer challenge anonymously) and cache the resulting header briefly.
+//! Bearer tokens are scoped to a repository, so they are cached per repository; a registry
+//! whose `/v2/` answers without a challenge needs no token for any repository, and is
+//! remembered as such (for the same time), so a cascade touching a thousand repositories
+//! does not ping `/v2/` for each of them. A `401` forgets both and negotiates again.
 //!
 //! [`Registry::probe`] (what the ingress's tag poller calls, often, for many tags) has its
 //! own, leaner anonymous token flow, because `Client::auth` pings `/v2/` before every token
@@ -136,6 +140,8 @@ struct Inner {
     http: reqwest::Client,
     plain_http_hosts: Vec<String>,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+    /// Registries whose `/v2/` answered without a challenge, and when it did.
+    unchallenged: Mutex<HashMap<String, Instant>>,
     probes: Mutex<ProbeState>,
 }
 
@@ -236,6 +242,7 @@ impl Registry {
                 http,
                 plain_http_hosts,
                 tokens: Mutex::new(HashMap::new()),
+                unchallenged: Mutex::new(HashMap::new()),
                 probes: Mutex::new(ProbeState::default()),
             }),
         })
@@ -984,6 +991,13 @@ impl Registry {
             repository: repository.to_string(),
             push,
         };
+        if self
+            .unchallenged()
+            .get(registry)
+            .is_some_and(|since| since.elapsed() < TOKEN_TTL)
+        {
+            return Ok(None);
+        }
         let cached = self
             .tokens()
             .get(&key)
@@ -1004,7 +1018,12 @@ impl Registry {
             .auth(&reference, &RegistryAuth::Anonymous, op)
             .await
             .map_err(|e| client_error(registry, operation, None, e))?;
-        let authorization = token.map(|token| format!("Bearer {token}"));
+        let Some(token) = token else {
+            // No bearer challenge: anonymous requests go without a header to every repository.
+            self.unchallenged().insert(registry.to_string(), Instant::now());
+            return Ok(None);
+        };
+        let authorization = Some(format!("Bearer {token}"));
         self.tokens().insert(
             key,
             CachedToken {
@@ -1019,6 +1038,13 @@ impl Registry {
         // A poisoned cache only ever holds complete entries; keep using it.
         self.inner
             .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn unchallenged(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.inner
+            .unchallenged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -1045,6 +1071,7 @@ impl Registry {
                 .map_err(|e| transport_error(registry, operation, &e))?;
             if response.status() == StatusCode::UNAUTHORIZED && !retried {
                 retried = true;
+                self.unchallenged().remove(registry);
                 self.tokens().remove(&TokenKey {
                     registry: registry.to_string(),
                     repository: repository.to_string(),
@@ -1653,6 +1680,88 @@ mod tests {
         assert_eq!(token_usable_for(Duration::from_secs(300)), Duration::from_secs(270));
         assert_eq!(token_usable_for(Duration::from_secs(60)), Duration::from_secs(48));
         assert_eq!(token_usable_for(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn an_open_registry_is_pinged_once_not_once_per_repository() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let challenging = Arc::new(AtomicBool::new(false));
+        let realm_host = Arc::new(Mutex::new(String::new()));
+        let (host, seen) = fake_registry(Box::new({
+            let challenging = challenging.clone();
+            let realm_host = realm_host.clone();
+            move |request| {
+                if request.target.starts_with("/token") {
+                    return http("200 OK", &[], r#"{"token":"tok","expires_in":300}"#);
+                }
+                if challenging.load(Ordering::SeqCst) && request.authorization.as_deref() != Some("Bearer tok") {
+                    let realm = realm_host.lock().unwrap().clone();
+                    return http(
+                        "401 Unauthorized",
+                        &[(
+                            "WWW-Authenticate",
+                            format!(r#"Bearer realm="http://{realm}/token",service="fake""#),
+                        )],
+                        "",
+                    );
+                }
+                match request.target.as_str() {
+                    "/v2/" => http("200 OK", &[], "{}"),
+                    target if target.ends_with("/manifests/v1") => manifest_found(),
+                    _ => http("404 Not Found", &[], ""),
+                }
+            }
+        }))
+        .await;
+        *realm_host.lock().unwrap() = host.clone();
+        let registry = Registry::new(vec![host.clone()]);
+        for repository in ["a", "b", "c/d"] {
+            let found = registry
+                .resolve(&ImageRef::parse(&format!("{host}/{repository}:v1")).unwrap())
+                .await
+                .unwrap();
+            assert!(found.is_some(), "{repository}");
+        }
+        let shape = |seen: &[Seen]| -> Vec<(String, String, bool)> {
+            seen.iter()
+                .map(|request| {
+                    let path = request.target.split('?').next().unwrap_or_default().to_string();
+                    (request.method.clone(), path, request.authorization.is_some())
+                })
+                .collect()
+        };
+        let expected = |rows: &[(&str, &str, bool)]| -> Vec<(String, String, bool)> {
+            rows.iter()
+                .map(|(method, path, auth)| (method.to_string(), path.to_string(), *auth))
+                .collect()
+        };
+        assert_eq!(
+            shape(&seen.lock().unwrap()),
+            expected(&[
+                ("GET", "/v2/", false),
+                ("HEAD", "/v2/a/manifests/v1", false),
+                ("HEAD", "/v2/b/manifests/v1", false),
+                ("HEAD", "/v2/c/d/manifests/v1", false),
+            ])
+        );
+
+        // The registry starts to require tokens: the 401 makes the client negotiate again.
+        seen.lock().unwrap().clear();
+        challenging.store(true, Ordering::SeqCst);
+        let found = registry
+            .resolve(&ImageRef::parse(&format!("{host}/a:v1")).unwrap())
+            .await
+            .unwrap();
+        assert!(found.is_some());
+        assert_eq!(
+            shape(&seen.lock().unwrap()),
+            expected(&[
+                ("HEAD", "/v2/a/manifests/v1", false),
+                ("GET", "/v2/", false),
+                ("GET", "/token", false),
+                ("HEAD", "/v2/a/manifests/v1", true),
+            ])
+        );
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use rebake_oci::{ImageConfig, ImageRef, Platform, Registry};
+use rebake_oci::{ImageConfig, ImageRef, Platform, RawManifest, Registry};
 
 use crate::{Result, ScannerError, view::ImageView};
 
@@ -32,7 +32,9 @@ pub async fn read_image(
         .get_manifest(&reference.registry, &reference.repository, digest)
         .await
         .map_err(ScannerError::Registry)?;
-    let manifests: Vec<(String, String)> = if raw.is_index() {
+    // (platform, manifest digest, the manifest when already read: a single-platform image's
+    // is the one just fetched, and is not fetched twice).
+    let manifests: Vec<(String, String, Option<RawManifest>)> = if raw.is_index() {
         raw.to_index()
             .map_err(ScannerError::Registry)?
             .manifests
@@ -41,18 +43,22 @@ pub async fn read_image(
                 (
                     descriptor.platform.as_ref().map(platform_text).unwrap_or_default(),
                     descriptor.digest,
+                    None,
                 )
             })
             .collect()
     } else {
-        vec![(String::new(), digest.to_string())]
+        vec![(String::new(), digest.to_string(), Some(raw))]
     };
     let mut views = Vec::with_capacity(manifests.len());
-    for (platform, manifest_digest) in manifests {
-        let raw = registry
-            .get_manifest(&reference.registry, &reference.repository, &manifest_digest)
-            .await
-            .map_err(ScannerError::Registry)?;
+    for (platform, manifest_digest, read) in manifests {
+        let raw = match read {
+            Some(raw) => raw,
+            None => registry
+                .get_manifest(&reference.registry, &reference.repository, &manifest_digest)
+                .await
+                .map_err(ScannerError::Registry)?,
+        };
         let manifest = raw.to_manifest().map_err(ScannerError::Registry)?;
         let config_bytes = registry
             .get_blob(&reference.registry, &reference.repository, &manifest.config.digest)
