@@ -986,11 +986,6 @@ impl Registry {
         push: bool,
         operation: &str,
     ) -> Result<Option<String>> {
-        let key = TokenKey {
-            registry: registry.to_string(),
-            repository: repository.to_string(),
-            push,
-        };
         if self
             .unchallenged()
             .get(registry)
@@ -998,6 +993,11 @@ impl Registry {
         {
             return Ok(None);
         }
+        let key = TokenKey {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            push,
+        };
         let cached = self
             .tokens()
             .get(&key)
@@ -1730,38 +1730,36 @@ mod tests {
                 })
                 .collect()
         };
-        let expected = |rows: &[(&str, &str, bool)]| -> Vec<(String, String, bool)> {
-            rows.iter()
+        // Asserts what the registry saw since the last call, and forgets it.
+        let assert_seen = |rows: &[(&str, &str, bool)]| {
+            let expected: Vec<(String, String, bool)> = rows
+                .iter()
                 .map(|(method, path, auth)| (method.to_string(), path.to_string(), *auth))
-                .collect()
+                .collect();
+            let mut seen = seen.lock().unwrap();
+            assert_eq!(shape(&seen), expected);
+            seen.clear();
         };
-        assert_eq!(
-            shape(&seen.lock().unwrap()),
-            expected(&[
-                ("GET", "/v2/", false),
-                ("HEAD", "/v2/a/manifests/v1", false),
-                ("HEAD", "/v2/b/manifests/v1", false),
-                ("HEAD", "/v2/c/d/manifests/v1", false),
-            ])
-        );
+        assert_seen(&[
+            ("GET", "/v2/", false),
+            ("HEAD", "/v2/a/manifests/v1", false),
+            ("HEAD", "/v2/b/manifests/v1", false),
+            ("HEAD", "/v2/c/d/manifests/v1", false),
+        ]);
 
         // The registry starts to require tokens: the 401 makes the client negotiate again.
-        seen.lock().unwrap().clear();
         challenging.store(true, Ordering::SeqCst);
         let found = registry
             .resolve(&ImageRef::parse(&format!("{host}/a:v1")).unwrap())
             .await
             .unwrap();
         assert!(found.is_some());
-        assert_eq!(
-            shape(&seen.lock().unwrap()),
-            expected(&[
-                ("HEAD", "/v2/a/manifests/v1", false),
-                ("GET", "/v2/", false),
-                ("GET", "/token", false),
-                ("HEAD", "/v2/a/manifests/v1", true),
-            ])
-        );
+        assert_seen(&[
+            ("HEAD", "/v2/a/manifests/v1", false),
+            ("GET", "/v2/", false),
+            ("GET", "/token", false),
+            ("HEAD", "/v2/a/manifests/v1", true),
+        ]);
     }
 
     #[tokio::test]
